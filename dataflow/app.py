@@ -1,0 +1,28 @@
+"""``faust -A dataflow.app worker``: the app, built from the environment at import time.
+
+Pipelines come from ``DATAFLOW_PIPELINES`` (a file or folder, comma-separated for several);
+settings from the ``SELDON_*`` variables. Invalid pipelines stop the import with exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dataflow.config import load_settings
+from dataflow.control.yaml_source import router_from_paths
+from dataflow.errors import DataflowError
+from dataflow.runtime.app import DataflowApp, create_app
+
+
+def _build() -> DataflowApp:
+    settings = load_settings()
+    if not settings.pipelines_path:
+        sys.exit("error: set DATAFLOW_PIPELINES to a pipeline file or folder")
+    try:
+        router = router_from_paths(settings.pipelines_path.split(","), settings)
+        return create_app(settings, router)
+    except DataflowError as exc:
+        sys.exit(f"error: {exc}")
+
+
+app = _build()

@@ -1,0 +1,49 @@
+"""``dataflow worker``: run a Faust worker for the pipelines under ``--pipelines``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from dataflow.config import load_settings
+from dataflow.errors import DataflowError
+
+
+@click.command()
+@click.option(
+    "--pipelines",
+    "pipelines",
+    envvar="DATAFLOW_PIPELINES",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Pipeline YAML file or folder (repeatable). Env: DATAFLOW_PIPELINES.",
+)
+@click.option(
+    "--loglevel",
+    "-l",
+    envvar="SELDON_LOG_LEVEL_APP",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Log level. Env: SELDON_LOG_LEVEL_APP.",
+)
+def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
+    """Run pipelines as Faust agents until SIGTERM/SIGINT. Exits non-zero on a fatal error."""
+    from dataflow.control.yaml_source import router_from_paths
+    from dataflow.runtime import admin
+    from dataflow.runtime.worker import run_worker
+
+    settings = load_settings()
+    paths = [p for chunk in pipelines for p in chunk.split(",") if p]
+    router = router_from_paths(paths, settings)
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(admin.check_broker(settings))
+    except DataflowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(run_worker(settings, router, loglevel))

@@ -1,0 +1,1 @@
+"""Where pipelines come from: a YAML folder (now) or the scheduler's Chainer service."""

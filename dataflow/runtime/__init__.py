@@ -1,0 +1,1 @@
+"""The Kafka-facing runtime. Only this package (and the test instruments) talk to the broker."""

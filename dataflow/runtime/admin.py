@@ -1,0 +1,123 @@
+"""Topic administration with deadlines: reachability, creation and description.
+
+Topics are created before the consumer subscribes, with the configured partition count, replication
+factor and ``max.message.bytes`` on every topic (pipeline and model topics alike, case BR-06).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from dataflow.config import Settings
+from dataflow.errors import ConnectError, DataflowError
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+class TopicError(DataflowError):
+    """Topics could not be created or described; the message names them."""
+
+
+async def _admin(settings: Settings, deadline_s: float) -> AIOKafkaAdminClient:
+    """A started admin client, or ConnectError after ``deadline_s`` seconds of trying."""
+    end = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        admin = AIOKafkaAdminClient(
+            **settings.kafka_kwargs(),
+            request_timeout_ms=max(1000, int(settings.topic_describe_timeout_ms * 5)),
+        )
+        try:
+            await asyncio.wait_for(admin.start(), timeout=max(0.5, end - time.monotonic()))
+            return admin
+        except Exception as exc:  # any connect failure is retried until the deadline
+            last = exc
+            await _close(admin)
+            await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
+    reason = f": {last}" if last else ""
+    raise ConnectError(f"cannot reach Kafka at {settings.bootstrap_servers} within {deadline_s:g} s{reason}")
+
+
+async def _close(admin: AIOKafkaAdminClient) -> None:
+    try:
+        await asyncio.wait_for(admin.close(), timeout=5)
+    except Exception:  # closing a half-started client may fail; nothing to keep
+        log.debug("admin close failed", exc_info=True)
+
+
+async def check_broker(settings: Settings) -> None:
+    """Fail fast with one clear line when the broker is not reachable within the connect timeout."""
+    admin = await _admin(settings, settings.connect_timeout_s)
+    await _close(admin)
+
+
+async def describe(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, int]:
+    """Partition counts of the topics that exist (missing ones are left out)."""
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    result: list[dict[str, Any]] = await admin.describe_topics(names)
+    return {t["topic"]: len(t["partitions"]) for t in result if t["error_code"] == 0 and t["partitions"]}
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """Create missing topics, then wait until all are visible; returns every topic's partition count.
+
+    Existing topics keep their partition count; callers compare counts where it matters (joins).
+    """
+    names = sorted(set(topics))
+    admin = await _admin(settings, settings.connect_timeout_s)
+    try:
+        counts = await describe(admin, names)
+        missing = [n for n in names if n not in counts]
+        if missing:
+            configs = {"max.message.bytes": str(settings.max_message_size)}
+            new = [
+                NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=configs)
+                for n in missing
+            ]
+            try:
+                response = await asyncio.wait_for(
+                    admin.create_topics(new, timeout_ms=settings.topic_create_timeout_ms),
+                    timeout=settings.topic_create_timeout_ms / 1000 + 5,
+                )
+            except Exception as exc:
+                raise TopicError(f"kafka streams topic creation error Exception: {exc}") from exc
+            failures = [
+                f"{name}: error {code} {msg or ''}".strip()
+                for name, code, *rest in response.topic_errors
+                for msg in [rest[0] if rest else None]
+                if code not in (0, _TOPIC_ALREADY_EXISTS)
+            ]
+            if failures:
+                raise TopicError("kafka streams topic creation error Exception: " + "; ".join(failures))
+            log.info("created topics: %s", ", ".join(missing))
+        for _attempt in range(settings.topic_describe_retry_attempts):
+            counts = await describe(admin, names)
+            if len(counts) == len(names):
+                return counts
+            await asyncio.sleep(settings.topic_describe_retry_delay_ms / 1000)
+        absent = ", ".join(n for n in names if n not in counts)
+        raise TopicError(f"kafka streams topic creation error Exception: topics not visible: {absent}")
+    finally:
+        await _close(admin)
+
+
+async def delete_topics(settings: Settings, topics: Iterable[str]) -> None:
+    names = sorted(set(topics))
+    if not names:
+        return
+    admin = await _admin(settings, settings.connect_timeout_s)
+    try:
+        await asyncio.wait_for(admin.delete_topics(names), timeout=settings.topic_create_timeout_ms / 1000)
+    finally:
+        await _close(admin)

@@ -1,0 +1,197 @@
+"""The Faust application: one long-lived routing agent with an actor per partition.
+
+Pipelines are data for this agent (a :class:`~dataflow.plan.Router`), not Faust topology: the agent
+is declared once over every source topic, and each record is dispatched through the router's index.
+Topics are created before the consumer subscribes; the worker reports ready only once its
+partitions are assigned and their start positions resolved, so a request sent after ``/ready``
+cannot be skipped by ``auto.offset.reset=latest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from dataflow.config import Settings
+from dataflow.errors import DataflowError
+from dataflow.health import CheckResult, evaluate
+from dataflow.metrics import Metrics
+from dataflow.plan import Router
+from dataflow.runtime import admin
+from dataflow.runtime.engine import Engine, Record
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "dataflow.route"
+
+
+class DataflowApp(faust.App):  # type: ignore[misc]
+    """A Faust app that owns the engine, the router and the readiness state."""
+
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+
+    def __init__(self, settings: Settings, router: Router, **kwargs: Any) -> None:
+        super().__init__(settings.group_id, **kwargs)
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = Engine(
+            router,
+            self._send,
+            settings.namer,
+            self.metrics,
+            default_partitions=settings.partitions,
+        )
+        self.is_ready = False
+        self.started_at = time.monotonic()
+        self._assignment_seen: frozenset[TP] | None = None
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        timestamp: float | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        return await self.producer.send(topic, key, value, partition, timestamp, headers)
+
+    async def on_first_start(self) -> None:
+        """Create every topic before the consumer subscribes (Faust only creates its own topics)."""
+        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
+        router = self.engine.router
+        topics = {*router.topics, self.settings.namer.dead_letter()}
+        self.engine.partitions = await admin.ensure_topics(self.settings, topics)
+        self.metrics.pipelines.set(len(router.pipelines))
+        log.info(
+            "dataflow: %d pipeline(s), %d source topic(s), group %s",
+            len(router.pipelines),
+            len(router.source_topics),
+            self.settings.group_id,
+        )
+
+    # ------------------------------------------------------------------ readiness
+    async def watch_readiness(self) -> None:
+        """Ready = not rebalancing and every assigned partition has a resolved start position."""
+        while not self.should_stop:
+            try:
+                await self._check_assignment()
+            except Exception:  # keep watching; a transient metadata error is not fatal
+                log.debug("readiness check failed", exc_info=True)
+            await asyncio.sleep(0.2)
+
+    async def _check_assignment(self) -> None:
+        if self.rebalancing:
+            self._set_ready(False)
+            return
+        assignment = frozenset(self.consumer.assignment())
+        if assignment == self._assignment_seen and self.is_ready:
+            return
+        if self.consumer_generation_id is None or self.consumer_generation_id < 0:
+            return
+        for tp in assignment:
+            # position() resolves offset resets (latest) now rather than at the first fetch
+            await asyncio.wait_for(self.consumer.position(tp), timeout=10)
+        self._assignment_seen = assignment
+        self.metrics.assigned_partitions.set(len(assignment))
+        self._set_ready(True)
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready != self.is_ready:
+            log.info("dataflow: %s", "ready" if ready else "not ready (rebalancing)")
+        self.is_ready = ready
+        self.metrics.ready.set(1 if ready else 0)
+
+    def live_check(self) -> CheckResult:
+        return CheckResult(not self.should_stop, "event loop answers")
+
+    def ready_check(self) -> CheckResult:
+        details = {"assigned_partitions": str(len(self._assignment_seen or ()))}
+        if self.is_ready:
+            return CheckResult(True, "partitions assigned and positioned", details)
+        return CheckResult(False, "waiting for partition assignment", details)
+
+
+def create_app(settings: Settings, router: Router) -> DataflowApp:
+    """Build the app and its routing agent for ``router``'s pipelines."""
+    if not router.source_topics:
+        raise DataflowError("no pipelines to run: give at least one pipeline")
+    # Faust keeps local state here; tables arrive with joins.
+    data_dir = Path(settings.data_dir) / settings.group_id
+    app = DataflowApp(
+        settings,
+        router,
+        broker=[f"kafka://{b}" for b in settings.bootstrap_servers.split(",")],
+        broker_credentials=None,
+        key_serializer="raw",
+        value_serializer="raw",
+        datadir=str(data_dir),
+        autodiscover=False,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="latest",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        broker_request_timeout=max(40.0, settings.session_timeout_s + 5),
+        broker_max_poll_records=500,
+        producer_max_request_size=settings.max_message_size,
+        consumer_max_fetch_size=min(settings.max_message_size, 64 * 1024 * 1024),
+        producer_acks=-1,
+        web_enabled=True,
+        web_port=settings.health_port,
+        web_bind="0.0.0.0",
+        web_host=settings.replica_id,
+        web_tables_enabled=False,
+        web_in_thread=False,
+    )
+    channel = app.topic(*sorted(router.source_topics), key_type=bytes, value_type=bytes)
+    engine = app.engine
+
+    async def route(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            headers = list(msg.headers.items()) if isinstance(msg.headers, dict) else list(msg.headers or ())
+            await engine.process(
+                Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, msg.timestamp)
+            )
+
+    app.agent(channel, name=AGENT_NAME, isolated_partitions=True)(route)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def readiness() -> None:
+        await app.watch_readiness()
+
+    def _respond(web: Any, checks: dict[str, Any]) -> Any:
+        status, body = evaluate(checks)
+        return web.json(body, status=status)
+
+    @app.page("/live")  # type: ignore[untyped-decorator]
+    async def live(web: Any, request: Any) -> Any:
+        return _respond(web, {"service": app.live_check})
+
+    @app.page("/ready")  # type: ignore[untyped-decorator]
+    async def ready(web: Any, request: Any) -> Any:
+        return _respond(web, {"service": app.ready_check})
+
+    @app.page("/startup")  # type: ignore[untyped-decorator]
+    async def startup(web: Any, request: Any) -> Any:
+        return _respond(web, {"service": app.live_check})
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(app.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    return app
