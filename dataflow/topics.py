@@ -127,10 +127,11 @@ def partition_for_key(key: bytes | str | None, num_partitions: int) -> int:
         return 0
     raw = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     head = raw.split(".", 1)[0]
-    try:
-        value = int(head)
-    except ValueError:
+    # Python's int() also takes " 3", "3 " and "1_0"; the reference's integer parse does not.
+    digits = head[1:] if head[:1] in ("+", "-") else head
+    if not digits.isdecimal():
         return 0
+    value = int(head)
     return min(max(value, 0), num_partitions - 1)
 
 

@@ -44,7 +44,10 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="dataflow", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code given to ctx.exit().
+        rc = cli.main(args=argv, prog_name="dataflow", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

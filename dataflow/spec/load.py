@@ -22,10 +22,14 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 @dataclass(frozen=True, slots=True)
 class LoadedPipeline:
-    """A valid pipeline and where it came from (``file`` or ``file#n`` for the n-th document)."""
+    """A valid pipeline and where it came from (``file`` or ``file#n`` for the n-th document).
+
+    ``line`` is the line of its ``metadata.name``, for problems found across files (duplicate names).
+    """
 
     pipeline: Pipeline
     source: str
+    line: int | None = None
 
 
 def _path_str(loc: Sequence[int | str]) -> str:
@@ -39,25 +43,39 @@ def _path_str(loc: Sequence[int | str]) -> str:
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
-    """Line (1-based) of the YAML node at ``loc``, or of the deepest ancestor that exists."""
+    """Line (1-based) of the YAML node at ``loc``, or of the deepest ancestor that exists.
+
+    A mapping entry is located by its key, so an unknown or invalid field points at its own line, not
+    at the block under it. Keys may contain dots (tensorMap keys such as ``m.outputs.OUTPUT0``) while
+    the field paths of semantic problems are dot-joined, so the longest run of path parts that names a
+    key wins.
+    """
     line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
+    parts = list(loc)
+    i = 0
+    while i < len(parts) and node is not None:
+        part = parts[i]
         if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for key_node, value_node in node.value:
-                if key_node.value == part:
-                    # unknown-field errors point at the key itself
-                    nxt = value_node
-                    line = key_node.start_mark.line + 1
-                    break
-            node = nxt
+            keys = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+            end = next(
+                (
+                    j
+                    for j in range(len(parts), i, -1)
+                    if all(isinstance(c, str) for c in parts[i:j]) and ".".join(map(str, parts[i:j])) in keys
+                ),
+                None,
+            )
+            if end is None:
+                break
+            key_node, node = keys[".".join(map(str, parts[i:end]))]
+            line = key_node.start_mark.line + 1
+            i = end
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
+            line = node.start_mark.line + 1
+            i += 1
         else:
             break
-        if node is None:
-            break
-        line = node.start_mark.line + 1
     return line
 
 
@@ -101,7 +119,8 @@ def load_text(text: str, source: str) -> list[LoadedPipeline]:
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([f"{where}: not valid YAML: {problem}"]) from None
-    docs = [n for n in nodes if n is not None]
+    # A document with no content (a leading, trailing or doubled `---`) is no document, as for kubectl.
+    docs = [n for n in nodes if n is not None and not _is_blank(n)]
     if not docs:
         raise SpecError([f"{source}: no pipeline in file (empty YAML)"])
     for index, node in enumerate(docs):
@@ -123,10 +142,14 @@ def load_text(text: str, source: str) -> list[LoadedPipeline]:
             line = _line_of(node, _split_path(path))
             problems.append(f"{source}:{line}: {path}: {msg}")
         if not semantic:
-            loaded.append(LoadedPipeline(pipeline, label))
+            loaded.append(LoadedPipeline(pipeline, label, _line_of(node, ["metadata", "name"])))
     if problems:
         raise SpecError(problems)
     return loaded
+
+
+def _is_blank(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value == ""
 
 
 def _construct(node: yaml.Node) -> Any:
@@ -158,6 +181,7 @@ def load_paths(paths: Iterable[str | Path]) -> list[LoadedPipeline]:
     """Load every pipeline under ``paths``; pipeline names must be unique across all files."""
     problems: list[str] = []
     loaded: list[LoadedPipeline] = []
+    seen: dict[str, str] = {}  # pipeline name -> "<file>:<line>" of its first definition
     for path in pipeline_files(paths):
         try:
             text = path.read_text(encoding="utf-8")
@@ -165,14 +189,18 @@ def load_paths(paths: Iterable[str | Path]) -> list[LoadedPipeline]:
             problems.append(f"{path}: cannot read: {exc}")
             continue
         try:
-            loaded.extend(load_text(text, str(path)))
+            items = load_text(text, str(path))
         except SpecError as exc:
             problems.extend(exc.problems)
-    seen: dict[str, str] = {}
-    for item in loaded:
-        first = seen.setdefault(item.pipeline.name, item.source)
-        if first != item.source:
-            problems.append(f"{item.source}: pipeline {item.pipeline.name!r} is also defined in {first}")
+            continue
+        for item in items:
+            where = f"{path}:{item.line}"
+            first = seen.setdefault(item.pipeline.name, where)
+            if first != where:
+                problems.append(
+                    f"{where}: metadata.name: pipeline {item.pipeline.name!r} is also defined at {first}"
+                )
+        loaded.extend(items)
     if problems:
         raise SpecError(problems)
     return loaded

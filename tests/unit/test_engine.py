@@ -1,0 +1,175 @@
+"""The routing engine without Kafka: records in, recorded sends out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dataflow.compile import compile_pipeline
+from dataflow.metrics import Metrics
+from dataflow.plan import Router, plan_pipeline
+from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
+from dataflow.runtime.engine import DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC, Engine, Record
+from dataflow.spec import load_text
+from dataflow.tensors import encode_raw
+from dataflow.topics import ERROR_HEADER, TopicNamer
+
+NAMER = TopicNamer("seldon", "ns")
+
+CHAIN = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: chain}
+spec:
+  steps:
+    - name: m1
+    - name: m2
+      inputs: [m1]
+      tensorMap:
+        m1.outputs.OUTPUT0: INPUT0
+    - name: only0
+      inputs: [m1.outputs.OUTPUT0]
+  output:
+    steps: [m2]
+"""
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        timestamp: float | None,
+        headers: list[tuple[str, bytes]],
+    ) -> asyncio.Future[None]:
+        self.records.append(
+            {
+                "topic": topic,
+                "key": key,
+                "value": value,
+                "partition": partition,
+                "ts": timestamp,
+                "headers": headers,
+            }
+        )
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def to(self, topic: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["topic"] == topic]
+
+
+def make_engine(yaml_text: str = CHAIN, partitions: int = 4) -> tuple[Engine, Sent]:
+    plans = [
+        plan_pipeline(compile_pipeline(lp.pipeline, NAMER, version=3), 60_000)
+        for lp in load_text(yaml_text, "t.yaml")
+    ]
+    sent = Sent()
+    engine = Engine(Router.build(plans), sent.send, NAMER, Metrics(), default_partitions=partitions)
+    return engine, sent
+
+
+def response(*names: str, raw: bool = False, model: str = "m1") -> bytes:
+    msg = ModelInferResponse(model_name=model, model_version="1", id="req-1")
+    for i, name in enumerate(names):
+        t = msg.outputs.add(name=name, datatype="INT32", shape=[1, 2])
+        if raw:
+            msg.raw_output_contents.append(encode_raw("INT32", [i, i + 1]))
+        else:
+            t.contents.int_contents.extend([i, i + 1])
+    return msg.SerializeToString()
+
+
+def record(
+    topic: str, value: bytes | None, *, pipeline: str = "chain", key: bytes = b"2.chain.abc"
+) -> Record:
+    headers = [
+        ("pipeline", pipeline.encode()),
+        ("x-request-id", b"abc"),
+        ("x-seldon-alibi-type", b"explainer"),
+        ("x-pipeline-version", b"1"),
+    ]
+    return Record(topic, 2, 41, key, value, headers, 1700000000.5)
+
+
+async def test_request_goes_to_first_model_with_headers_rewritten_and_partition_from_key() -> None:
+    engine, sent = make_engine()
+    req = ModelInferRequest(model_name="chain", id="r")
+    req.inputs.add(name="INPUT0", datatype="INT32", shape=[1], contents={"int_contents": [7]})
+    await engine.process(record(NAMER.pipeline_inputs("chain"), req.SerializeToString()))
+    [out] = sent.to(NAMER.model_inputs("m1"))
+    assert out["partition"] == 2
+    assert out["key"] == b"2.chain.abc"
+    assert out["ts"] == 1700000000.5
+    names = [k for k, _ in out["headers"]]
+    assert "x-seldon-alibi-type" not in names
+    assert ("x-request-id", b"abc") in out["headers"]
+    assert [v for k, v in out["headers"] if k == "pipeline"] == [b"chain"]
+    assert [v for k, v in out["headers"] if k == "x-pipeline-version"] == [b"3"]
+    forwarded = ModelInferRequest.FromString(out["value"])
+    assert forwarded.model_name == "" and forwarded.id == "r"
+    assert forwarded.inputs[0].contents.int_contents == [7]
+
+
+async def test_partition_is_clamped_to_sink_partition_count() -> None:
+    engine, sent = make_engine(partitions=2)
+    await engine.process(record(NAMER.model_outputs("m1"), response("OUTPUT0"), key=b"9.chain.x"))
+    assert {r["partition"] for r in sent.records} == {1}
+
+
+async def test_records_of_other_pipelines_are_ignored() -> None:
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.model_outputs("m1"), response("OUTPUT0"), pipeline="other"))
+    assert sent.records == []
+
+
+async def test_rename_and_tensor_selection_routes() -> None:
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.model_outputs("m1"), response("OUTPUT0", "OUTPUT1", raw=True)))
+    [to_m2] = sent.to(NAMER.model_inputs("m2"))
+    m2 = ModelInferRequest.FromString(to_m2["value"])
+    assert [t.name for t in m2.inputs] == ["INPUT0", "OUTPUT1"]
+    assert list(m2.raw_input_contents) == [encode_raw("INT32", [0, 1]), encode_raw("INT32", [1, 2])]
+    [to_only0] = sent.to(NAMER.model_inputs("only0"))
+    only0 = ModelInferRequest.FromString(to_only0["value"])
+    assert [t.name for t in only0.inputs] == ["OUTPUT0"]
+    assert list(only0.raw_input_contents) == [encode_raw("INT32", [0, 1])]
+
+
+async def test_step_without_wanted_tensor_does_not_fire() -> None:
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.model_outputs("m1"), response("OUTPUT1")))
+    assert sent.to(NAMER.model_inputs("only0")) == []
+    assert len(sent.to(NAMER.model_inputs("m2"))) == 1
+
+
+async def test_error_record_passes_through_to_pipeline_outputs() -> None:
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.errors, b"m1 : it broke"))
+    [out] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert out["value"] == b"m1 : it broke"
+
+
+@pytest.mark.parametrize("value", [b"\xff\x00garbage", response("OUTPUT0")[:-3]])
+async def test_undecodable_record_is_dead_lettered_and_answered_with_an_error(value: bytes) -> None:
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.model_outputs("m1"), value))
+    [dead] = sent.to(NAMER.dead_letter())
+    headers = dict(dead["headers"])
+    assert dead["value"] == value
+    assert headers[DLQ_TOPIC] == NAMER.model_outputs("m1").encode()
+    assert headers[DLQ_OFFSET] == b"41"
+    assert b"ModelInferResponse" in headers[DLQ_REASON]
+    [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert dict(answer["headers"])[ERROR_HEADER] == b"chain"
+    assert answer["partition"] == 2
+    assert b"offset 41" in answer["value"]
+    assert sent.to(NAMER.model_inputs("m2")) == []
