@@ -426,8 +426,11 @@ def test_router_with_pipeline_and_without() -> None:
     assert len(two.routes(S + "errors.errors")) == 2
 
     # a new plan for a known uid replaces the old one instead of doubling routes
-    replaced = two.with_pipeline(plan_pipeline(example_a("other", "uid-2"), DEFAULT_WINDOW))
+    newer = plan_pipeline(example_a("other", "uid-2"), 5)
+    replaced = two.with_pipeline(newer)
     assert len(replaced.routes(S + "errors.errors")) == 2
+    assert replaced.pipelines["uid-2"] is newer
+    assert {r.step.window_ms for r in replaced.routes(S + "pipeline.other.inputs")} == {5}
 
     back = two.without("uid-2")
     assert set(back.pipelines) == {"uid-1"}

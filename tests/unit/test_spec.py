@@ -843,17 +843,7 @@ VALID = pipeline_yaml(
 )
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The commands read settings from the environment; keep the caller's out of the way."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("SELDON_", "DATAFLOW_")):
-            monkeypatch.delenv(name)
-
-
-@pytest.mark.usefixtures("clean_env")
+@pytest.mark.usefixtures("clean_settings_env")
 def test_cli_validate_valid_folder_exits_zero(tmp_path: Path) -> None:
     write(tmp_path / "tfsimples.yaml", VALID)
     result = CliRunner().invoke(validate, [str(tmp_path)])
@@ -862,7 +852,7 @@ def test_cli_validate_valid_folder_exits_zero(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.usefixtures("clean_env")
+@pytest.mark.usefixtures("clean_settings_env")
 def test_cli_validate_invalid_prints_one_line_per_problem(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", pipeline_yaml("a", "  steps:\n  - name: a\n"))
     write(tmp_path / "b.yaml", pipeline_yaml("b", "  steps:\n  - name: m\n    input: [b]\n"))
@@ -877,7 +867,7 @@ def test_cli_validate_invalid_prints_one_line_per_problem(tmp_path: Path) -> Non
     assert result.stdout == ""
 
 
-@pytest.mark.usefixtures("clean_env")
+@pytest.mark.usefixtures("clean_settings_env")
 def test_cli_main_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write(tmp_path / "good.yaml", VALID)
     main(["validate", str(good)])  # returns normally: exit status 0
@@ -893,23 +883,29 @@ def test_cli_main_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "Traceback" not in captured.err
 
 
-@pytest.mark.usefixtures("clean_env")
+@pytest.mark.usefixtures("clean_settings_env")
 def test_cli_validate_missing_path(tmp_path: Path) -> None:
     result = CliRunner().invoke(validate, [str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert result.stderr == f"{tmp_path / 'nope'}: no such file or folder\n"
 
 
-@pytest.mark.usefixtures("clean_env")
+@pytest.mark.usefixtures("clean_settings_env")
 def test_cli_validate_empty_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(validate, [str(tmp_path)])
     assert result.exit_code == 1
     assert "no pipeline files found" in result.stderr
 
 
-def test_cli_validate_bad_setting_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("clean_settings_env")
+def test_cli_validate_bad_setting_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("SELDON_KAFKA_PARTITIONS_DEFAULT", "lots")
     good = write(tmp_path / "good.yaml", VALID)
     with pytest.raises(SystemExit) as info:
         main(["validate", str(good)])
     assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: setting SELDON_KAFKA_PARTITIONS_DEFAULT: ")
+    assert len(err.splitlines()) == 1
