@@ -7,6 +7,7 @@ it; the few settings of our own use the ``DATAFLOW_*`` prefix. Secrets never app
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
         "PLAIN", alias="SELDON_KAFKA_SASL_MECHANISM"
     )
+    tls_broker_ca_path: str = Field("", alias="SELDON_KAFKA_TLS_BROKER_CA_PATH")
+    tls_client_cert_path: str = Field("", alias="SELDON_KAFKA_TLS_CLIENT_CERT_PATH")
+    tls_client_key_path: str = Field("", alias="SELDON_KAFKA_TLS_CLIENT_KEY_PATH")
+    # empty disables hostname verification, as in the reference; "HTTPS" enables it
+    tls_endpoint_identification: str = Field("", alias="SELDON_KAFKA_TLS_ENDPOINT_IDENTIFICATION_ALGORITHM")
 
     # --- ours ---
     topic_prefix: str = Field("seldon", alias="DATAFLOW_TOPIC_PREFIX")
@@ -81,11 +87,31 @@ class Settings(BaseSettings):
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
         }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            # aiokafka refuses SSL and SASL_SSL without a context
+            kwargs["ssl_context"] = self.ssl_context()
         if self.security_protocol == "SASL_SSL":
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
         return kwargs
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS context from the broker CA (system CAs when unset) and the optional client certificate."""
+        try:
+            context = ssl.create_default_context(cafile=self.tls_broker_ca_path or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"setting SELDON_KAFKA_TLS_BROKER_CA_PATH: cannot load CA: {exc}") from None
+        context.check_hostname = self.tls_endpoint_identification.upper() == "HTTPS"
+        if self.tls_client_cert_path or self.tls_client_key_path:
+            try:
+                context.load_cert_chain(self.tls_client_cert_path, self.tls_client_key_path or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    "settings SELDON_KAFKA_TLS_CLIENT_CERT_PATH / SELDON_KAFKA_TLS_CLIENT_KEY_PATH: "
+                    f"cannot load the client certificate: {exc}"
+                ) from None
+        return context
 
     @property
     def group_id(self) -> str:

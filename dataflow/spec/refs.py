@@ -57,6 +57,9 @@ def parse_step_ref(text: str, pipeline: str) -> Ref:
     parts = _check_segments(text)
     owner = parts[0]
     is_pipeline = owner == pipeline
+    if len(parts) > 3:
+        # the scheduler accepts 1 to 3 segments only (spec §3.2); a 4th would silently join the tensor name
+        raise RefError(f"{text!r}: at most 3 segments (<step|pipeline>.<inputs|outputs>.<tensor>)")
     if len(parts) == 1:
         io, tensor = ("inputs" if is_pipeline else "outputs"), None
     else:

@@ -3,6 +3,9 @@ one-line errors naming the variable, and secrets kept out of ``repr``."""
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
 
 from dataflow.config import Settings, load_settings
@@ -203,3 +206,42 @@ def test_group_id(monkeypatch: pytest.MonkeyPatch, prefix: str, namespace: str, 
 def test_settings_class_reads_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SELDON_KAFKA_JOIN_WINDOW_MILLIS", "42")
     assert Settings().join_window_ms == 42
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_tls_protocols_get_an_ssl_context(monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
+    # aiokafka raises "`ssl_context` is mandatory" for these protocols without one
+    monkeypatch.setenv("SELDON_KAFKA_SECURITY_PROTOCOL", protocol)
+    kwargs = load_settings().kafka_kwargs()
+    context = kwargs["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname is False  # empty endpoint identification algorithm, as the reference
+
+
+def test_tls_endpoint_identification_enables_hostname_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SELDON_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("SELDON_KAFKA_TLS_ENDPOINT_IDENTIFICATION_ALGORITHM", "https")
+    context = load_settings().kafka_kwargs()["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.check_hostname is True
+
+
+def test_plaintext_has_no_ssl_context() -> None:
+    assert "ssl_context" not in load_settings().kafka_kwargs()
+
+
+def test_missing_broker_ca_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SELDON_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("SELDON_KAFKA_TLS_BROKER_CA_PATH", str(tmp_path / "ca.crt"))
+    with pytest.raises(ConfigError, match="SELDON_KAFKA_TLS_BROKER_CA_PATH"):
+        load_settings().kafka_kwargs()
+
+
+def test_bad_client_certificate_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text("not a certificate")
+    monkeypatch.setenv("SELDON_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SELDON_KAFKA_TLS_CLIENT_CERT_PATH", str(tmp_path / "tls.crt"))
+    monkeypatch.setenv("SELDON_KAFKA_TLS_CLIENT_KEY_PATH", str(tmp_path / "tls.key"))
+    with pytest.raises(ConfigError, match="SELDON_KAFKA_TLS_CLIENT_CERT_PATH"):
+        load_settings().kafka_kwargs()
