@@ -75,18 +75,19 @@ class PipelinePlan:
 
 
 def step_id(update: StepUpdate, pipeline: str) -> str:
-    """A step's stable id: the model name for model steps, else ``input``, ``output`` or ``error``.
+    """A step's stable id: the model name for model steps, else ``(input)``, ``(output)`` or ``(error)``.
 
     Derived from topics, never from list position, so reordering YAML keeps ids (and state) stable.
+    The parentheses cannot occur in step names, so a model called ``output`` keeps its own id.
     """
     parts = update.sink.topic_name.split(".")
     if len(parts) >= 4 and parts[-3] == "model":
         return parts[-2]
     if parts[-1] == "inputs":
-        return "input"
+        return "(input)"
     if len(update.sources) == 1 and update.sources[0].topic_name.rsplit(".", 1)[-1] == "errors":
-        return "error"
-    return "output"
+        return "(error)"
+    return "(output)"
 
 
 def _group(

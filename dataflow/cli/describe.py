@@ -12,7 +12,7 @@ def describe(paths: tuple[str, ...]) -> None:
     from dataflow.config import load_settings
     from dataflow.control.yaml_source import plans_from_paths
 
-    for plan in plans_from_paths(paths, load_settings()):
+    for plan in plans_from_paths(paths, load_settings(), runnable=False):
         u = plan.update
         click.echo(f"pipeline {u.pipeline} v{u.version} uid {u.uid}")
         for step in plan.steps:

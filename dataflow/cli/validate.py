@@ -17,7 +17,7 @@ def validate(paths: tuple[str, ...]) -> None:
     from dataflow.control.yaml_source import plans_from_paths
 
     try:
-        plans = plans_from_paths(paths, load_settings())
+        plans = plans_from_paths(paths, load_settings(), runnable=False)
     except SpecError as exc:
         for line in exc.problems:
             click.echo(line, err=True)

@@ -15,8 +15,14 @@ from dataflow.spec import load_paths
 UNSUPPORTED = "joins, triggers and batching arrive with the join runtime"
 
 
-def plans_from_paths(paths: Iterable[str | Path], settings: Settings) -> list[PipelinePlan]:
-    """Load, validate, compile and plan every pipeline under ``paths`` (SpecError lists all problems)."""
+def plans_from_paths(
+    paths: Iterable[str | Path], settings: Settings, *, runnable: bool = True
+) -> list[PipelinePlan]:
+    """Load, validate, compile and plan every pipeline under ``paths`` (SpecError lists all problems).
+
+    ``runnable`` also refuses step features this runtime cannot execute yet; ``validate`` leaves it off,
+    since such a pipeline is still a valid Seldon pipeline.
+    """
     loaded = load_paths(paths)
     plans: list[PipelinePlan] = []
     problems: list[str] = []
@@ -28,7 +34,7 @@ def plans_from_paths(paths: Iterable[str | Path], settings: Settings) -> list[Pi
             problems.append(f"{item.source}: {exc}")
             continue
         for step in plan.steps:
-            if step.is_joiner or step.triggers or step.batch:
+            if runnable and (step.is_joiner or step.triggers or step.batch):
                 problems.append(
                     f"{item.source}: pipeline {step.pipeline!r} step {step.step_id!r}: not supported yet ({UNSUPPORTED})"
                 )

@@ -232,7 +232,7 @@ def test_opaque_source_in_a_join_is_refused() -> None:
     with pytest.raises(PlanError) as info:
         plan_step(step, update(step), DEFAULT_WINDOW)
     message = str(info.value)
-    assert "pipeline 'p' step 'output'" in message
+    assert "pipeline 'p' step '(output)'" in message
     assert S + "errors.errors" in message
 
 
@@ -251,10 +251,10 @@ def test_single_opaque_source_is_a_passthrough_chainer() -> None:
     [
         (("pipeline.p.inputs",), "model.tfsimple1.inputs", "tfsimple1"),
         (("model.a.outputs", "model.b.outputs"), "model.my-model.inputs", "my-model"),
-        (("pipeline.q.outputs",), "pipeline.p.inputs", "input"),
-        (("model.a.outputs",), "pipeline.p.outputs", "output"),
-        (("model.a.outputs", "model.b.outputs"), "pipeline.p.outputs", "output"),
-        (("errors.errors",), "pipeline.p.outputs", "error"),
+        (("pipeline.q.outputs",), "pipeline.p.inputs", "(input)"),
+        (("model.a.outputs",), "pipeline.p.outputs", "(output)"),
+        (("model.a.outputs", "model.b.outputs"), "pipeline.p.outputs", "(output)"),
+        (("errors.errors",), "pipeline.p.outputs", "(error)"),
     ],
 )
 def test_step_ids(sources: tuple[str, ...], sink: str, expected: str) -> None:
@@ -325,8 +325,8 @@ def test_example_a_plan() -> None:
     assert [(s.step_id, [src.kind for src in s.sources]) for s in plan.steps] == [
         ("tfsimple1", [ChainKind.INPUT_INPUT]),
         ("tfsimple2", [ChainKind.OUTPUT_INPUT]),
-        ("error", [ChainKind.PASSTHROUGH]),
-        ("output", [ChainKind.OUTPUT_OUTPUT]),
+        ("(error)", [ChainKind.PASSTHROUGH]),
+        ("(output)", [ChainKind.OUTPUT_OUTPUT]),
     ]
     assert all(s.window_ms == DEFAULT_WINDOW for s in plan.steps)
     assert all(not s.is_joiner for s in plan.steps)
@@ -387,7 +387,7 @@ def test_router_index_topic_to_routes() -> None:
     ]
     assert routes[0].source is routes[0].step.sources[0]
     errors = router.routes(S + "errors.errors")
-    assert [r.step.step_id for r in errors] == ["error", "error"]
+    assert [r.step.step_id for r in errors] == ["(error)", "(error)"]
     assert router.routes(S + "model.unknown.outputs") == ()
     assert router.routes(S + "model.tfsimple1.inputs") == ()  # written, not read
     assert S + "pipeline.other.inputs" in router.source_topics
@@ -445,3 +445,13 @@ def test_two_versions_of_one_pipeline_route_side_by_side() -> None:
     v2 = plan_pipeline(example_a("tfsimples", "uid-v2"), DEFAULT_WINDOW)
     router = Router.build([v1, v2])
     assert [r.step.uid for r in router.routes(S + "pipeline.tfsimples.inputs")] == ["uid-v1", "uid-v2"]
+
+
+def test_models_named_like_synthetic_steps() -> None:
+    steps = (
+        StepUpdate(sources=(topic("pipeline.p.inputs"),), sink=topic("model.output.inputs")),
+        StepUpdate(sources=(topic("model.output.outputs"),), sink=topic("pipeline.p.outputs")),
+        StepUpdate(sources=(topic("errors.errors"),), sink=topic("pipeline.p.outputs")),
+    )
+    plan = plan_pipeline(update(*steps), DEFAULT_WINDOW)
+    assert len({s.step_id for s in plan.steps}) == 3

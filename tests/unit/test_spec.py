@@ -264,6 +264,13 @@ def test_tensor_map_key_must_name_a_tensor() -> None:
     assert "must name a tensor" in problem
 
 
+def test_tensor_map_key_with_too_many_segments() -> None:
+    text = pipeline_yaml("p", "  steps:\n  - name: a\n    tensorMap:\n      a.outputs.x.y: z\n")
+    problem = only_problem(text)
+    assert problem.startswith("p.yaml:9: spec.steps[0].tensorMap.a.outputs.x.y: ")
+    assert "at most 3 segments" in problem
+
+
 def test_tensor_map_empty_new_name() -> None:
     text = pipeline_yaml(
         "p",
@@ -329,6 +336,8 @@ def test_no_steps() -> None:
         ("a.", "empty segment"),
         (".a", "empty segment"),
         ("a.inputs..X", "empty segment"),
+        ("a.outputs.x.y", "at most 3 segments"),  # the scheduler refuses 4+ segments
+        ("p.inputs.x.y", "at most 3 segments"),
         ("p.outputs", "pipeline's inputs, not its outputs"),
         ("p.outputs.X", "pipeline's inputs, not its outputs"),
     ],
