@@ -21,8 +21,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -105,6 +105,7 @@ class InferResult:
     headers: Headers
     response: ModelInferResponse
     elapsed_s: float
+    also: dict[str, InferResult] = field(default_factory=dict)  # answers of downstream pipelines
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` as text, or None."""
@@ -146,8 +147,12 @@ async def infer(
     *,
     timeout: float,
     headers: Iterable[tuple[str, str | bytes]] = (),
+    also: Sequence[str] = (),
 ) -> InferResult:
     """Send ``request`` to ``pipeline`` and return the first answer with its key.
+
+    ``also`` names further pipelines fed by this one (pipeline-to-pipeline inputs): the call then
+    also waits for the same key on their outputs and returns those answers in ``result.also``.
 
     ``timeout`` bounds the whole call; reaching the broker is also bounded by
     ``settings.connect_timeout_s``. ``headers`` are added to the request record (Seldon's gateway
@@ -186,9 +191,12 @@ async def infer(
         partition = random.choice(sorted(partitions[out_topic]))
         key = make_key(partition, pipeline, request_id)
         out_tp = TopicPartition(out_topic, partition)
-        consumer.assign([out_tp])
-        await asyncio.wait_for(consumer.seek_to_end(out_tp), _left(deadline))
-        await asyncio.wait_for(consumer.position(out_tp), _left(deadline))
+        others = {TopicPartition(namer.pipeline_outputs(p), partition): p for p in also}
+        tps = [out_tp, *others]
+        consumer.assign(tps)
+        await asyncio.wait_for(consumer.seek_to_end(*tps), _left(deadline))
+        for tp in tps:
+            await asyncio.wait_for(consumer.position(tp), _left(deadline))
 
         record_headers: Headers = [
             (PIPELINE_HEADER, pipeline.encode()),
@@ -205,7 +213,10 @@ async def infer(
         )
         await asyncio.wait_for(sent, _left(deadline))
         log.debug("sent %s to %s[%d]", key, in_topic, partition)
-        return await _await_answer(consumer, out_tp, pipeline, key, started, deadline)
+        result = await _await_answer(consumer, out_tp, pipeline, key, started, deadline)
+        for tp, other in others.items():
+            result.also[other] = await _await_answer(consumer, tp, other, key, started, deadline)
+        return result
     except TimeoutError:
         raise InferTimeout(
             pipeline=pipeline, topic=out_topic, partition=partition, key=key, timeout=timeout

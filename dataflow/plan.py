@@ -213,3 +213,26 @@ class Router:
 
     def without(self, uid: str) -> Router:
         return Router.build(p for u, p in self.pipelines.items() if u != uid)
+
+
+def copartition_problems(router: Router, counts: Mapping[str, int], expected: int) -> list[str]:
+    """Steps that join or wait for triggers need every topic they read to have ``expected`` partitions.
+
+    A request keeps its partition number on every topic, and join state is kept per partition; a
+    topic with another count would send fragments of one request to different workers (BR-03).
+    """
+    problems = []
+    for plan in router.pipelines.values():
+        for step in plan.steps:
+            if len(step.sources) < 2 and not step.triggers:
+                continue
+            topics = [s.topic for s in (*step.sources, *step.triggers)]
+            odd = {t: counts.get(t) for t in topics if counts.get(t, expected) != expected}
+            if odd:
+                listed = ", ".join(f"{t} has {n}" for t, n in sorted(odd.items()))
+                problems.append(
+                    f"pipeline {step.pipeline!r} step {step.step_id!r} joins topics with different partition "
+                    f"counts ({listed}; expected {expected} like the join state): recreate them with {expected} "
+                    f"partitions or set SELDON_KAFKA_PARTITIONS_DEFAULT to match"
+                )
+    return problems

@@ -22,9 +22,10 @@ from dataflow.config import Settings
 from dataflow.errors import DataflowError
 from dataflow.health import CheckResult, evaluate
 from dataflow.metrics import Metrics
-from dataflow.plan import Router
+from dataflow.plan import Router, copartition_problems
 from dataflow.runtime import admin
 from dataflow.runtime.engine import Engine, Record
+from dataflow.runtime.state import TABLE_NAME, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,18 @@ class DataflowApp(faust.App):  # type: ignore[misc]
             self.metrics,
             default_partitions=settings.partitions,
         )
+        self.join_table = self.Table(
+            TABLE_NAME,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            help="Join and trigger buffers of every pipeline step, keyed by uid|step|record key.",
+        )
+        self.engine.store = TableStore(self.join_table)
         self.is_ready = False
         self.started_at = time.monotonic()
         self._assignment_seen: frozenset[TP] | None = None
+        self._owned: set[int] = set()
 
     async def _send(
         self,
@@ -71,6 +81,9 @@ class DataflowApp(faust.App):  # type: ignore[misc]
         router = self.engine.router
         topics = {*router.topics, self.settings.namer.dead_letter()}
         self.engine.partitions = await admin.ensure_topics(self.settings, topics)
+        problems = copartition_problems(router, self.engine.partitions, self.settings.partitions)
+        if problems:
+            raise DataflowError("; ".join(problems))
         self.metrics.pipelines.set(len(router.pipelines))
         log.info(
             "dataflow: %d pipeline(s), %d source topic(s), group %s",
@@ -102,8 +115,26 @@ class DataflowApp(faust.App):  # type: ignore[misc]
             # position() resolves offset resets (latest) now rather than at the first fetch
             await asyncio.wait_for(self.consumer.position(tp), timeout=10)
         self._assignment_seen = assignment
+        self._owned = {tp.partition for tp in assignment}
+        armed = self.engine.rebuild_index(self.owns_partition)
+        if armed:
+            log.info("dataflow: %d join state(s) restored and armed for expiry", armed)
         self.metrics.assigned_partitions.set(len(assignment))
         self._set_ready(True)
+
+    def owns_partition(self, partition: int) -> bool:
+        return partition in self._owned
+
+    async def sweep_joins(self) -> None:
+        """Expire join windows on the wall clock, every 100 ms, also when no record arrives (BR-01)."""
+        while not self.should_stop:
+            await asyncio.sleep(0.1)
+            if not self.is_ready:
+                continue
+            try:
+                await self.engine.sweep(self.owns_partition)
+            except Exception:  # a failing sweep must not stop the next one
+                log.exception("join expiry sweep failed")
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self.is_ready:
@@ -173,6 +204,10 @@ def create_app(settings: Settings, router: Router) -> DataflowApp:
     @app.task  # type: ignore[untyped-decorator]
     async def readiness() -> None:
         await app.watch_readiness()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def join_expiry() -> None:
+        await app.sweep_joins()
 
     def _respond(web: Any, checks: dict[str, Any]) -> Any:
         status, body = evaluate(checks)

@@ -9,15 +9,16 @@ bytes are rewritten at the top level only, see :mod:`dataflow.wire`).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
-from dataflow import tensors, wire
+from dataflow import joins, tensors, wire
 from dataflow.errors import CodecError
 from dataflow.metrics import Metrics
 from dataflow.plan import Route, Router, SourcePlan, StepPlan
@@ -44,6 +45,52 @@ DLQ_OFFSET = "dataflow-source-offset"
 DLQ_PIPELINE = "dataflow-pipeline"
 
 Send = Callable[[str, bytes | None, bytes | None, int, float | None, Headers], Awaitable[Awaitable[Any]]]
+
+
+class StateStore(Protocol):
+    """Durable per-key step state (a Faust table with a changelog in the worker; a dict in tests)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None: ...
+
+    def delete(self, key: bytes, partition: int) -> None: ...
+
+    def all_keys(self) -> list[bytes]: ...
+
+
+class MemoryStore:
+    """A StateStore without durability, for tests and tools."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        self.data[key] = value
+
+    def delete(self, key: bytes, partition: int) -> None:
+        self.data.pop(key, None)
+
+    def all_keys(self) -> list[bytes]:
+        return list(self.data)
+
+
+def shape_of(step: StepPlan) -> joins.JoinShape:
+    return joins.JoinShape(
+        len(step.sources), len(step.triggers), step.join, step.triggers_join, step.window_ms
+    )
+
+
+def needs_state(step: StepPlan) -> bool:
+    """Steps that wait for other records (joins, triggers); a lone source is stateless."""
+    return shape_of(step).buffers
+
+
+def state_key(step: StepPlan, key: bytes | None) -> bytes:
+    return f"{step.uid}|{step.step_id}|".encode() + (key or b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +145,15 @@ class Engine:
         metrics: Metrics,
         partitions: dict[str, int] | None = None,
         default_partitions: int = 1,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.router = router
+        self.store: StateStore = store or MemoryStore()
+        self.clock = clock
+        # expiry index: (deadline ms, state key); stale heap items are skipped when popped
+        self._deadlines: dict[bytes, int] = {}
+        self._heap: list[tuple[int, bytes]] = []
         self._send = send
         self.namer = namer
         self.metrics = metrics
@@ -111,9 +165,7 @@ class Engine:
         routes = self.router.routes(record.topic)
         kind = payload_kind(record.topic)
         self.metrics.records_in.labels(kind.value).inc()
-        matching = [
-            r for r in routes if not r.is_trigger and has_pipeline(record.headers, r.source.pipeline_name)
-        ]
+        matching = [r for r in routes if has_pipeline(record.headers, r.source.pipeline_name)]
         if not matching:
             return
         if record.value is None:
@@ -123,6 +175,11 @@ class Engine:
         for route in matching:
             try:
                 started = time.perf_counter()
+                if route.is_trigger:
+                    if _has_tensors(payload, route.source.desired):
+                        for emission in self._arrive(route, record, b""):
+                            await self._emit_joined(route.step, record, emission)
+                    continue
                 out = self._convert(payload, route.source)
             except CodecError as exc:
                 # A payload that does not decode is bad for every step that reads it: reject once.
@@ -135,7 +192,11 @@ class Engine:
             if out is None:
                 self.metrics.step_dropped.labels(step.pipeline, step.step_id, "empty").inc()
                 continue
-            await self._emit(step, record, out)
+            if needs_state(step):
+                for emission in self._arrive(route, record, out):
+                    await self._emit_joined(step, record, emission)
+            else:
+                await self._emit(step, record, out)
 
     def _convert(self, payload: _Payload, source: SourcePlan) -> bytes | None:
         if source.kind is ChainKind.PASSTHROUGH:
@@ -152,6 +213,124 @@ class Engine:
             renames=source.renames,
         )
         return None if converted is None else converted.SerializeToString()
+
+    # ------------------------------------------------------------------ joins and triggers
+    def _arrive(self, route: Route, record: Record, payload: bytes) -> list[joins.Emission]:
+        """Feed one converted record into its step's join state; returns the results to emit now.
+
+        Synchronous on purpose: read, update and write of one key's state happen without an await,
+        so the actors of the step's other source topics (same event loop) cannot interleave.
+        """
+        step = route.step
+        shape = shape_of(step)
+        if route.is_trigger:
+            slot = len(step.sources) + step.triggers.index(route.source)
+        else:
+            slot = step.sources.index(route.source)
+        now_ms = int(self.clock() * 1000)
+        ts_ms = int(record.timestamp * 1000) if record.timestamp is not None else now_ms
+        entry = joins.Entry(
+            slot,
+            ts_ms,
+            now_ms,
+            f"{record.topic}:{record.partition}:{record.offset}",
+            payload,
+            list(record.headers),
+        )
+        key = state_key(step, record.key)
+        blob = self.store.get(key)
+        state = joins.loads(blob) if blob is not None else None
+        state, emissions = joins.arrive(state, shape, entry, record.partition)
+        self._save(key, state, shape)
+        return emissions
+
+    def _save(self, key: bytes, state: joins.JoinState, shape: joins.JoinShape) -> None:
+        if state.empty:
+            self.store.delete(key, state.partition)
+            self._deadlines.pop(key, None)
+            return
+        self.store.put(key, joins.dumps(state), state.partition)
+        deadline = state.deadline_ms(shape.window_ms)
+        if deadline is not None and self._deadlines.get(key) != deadline:
+            self._deadlines[key] = deadline
+            heapq.heappush(self._heap, (deadline, key))
+
+    async def _emit_joined(self, step: StepPlan, record: Record, emission: joins.Emission) -> None:
+        try:
+            value = merge_parts(step.sink, emission.parts)
+        except CodecError as exc:  # a stored part that no longer decodes: count and report, never crash
+            log.error("pipeline %s step %s: cannot merge join result: %s", step.pipeline, step.step_id, exc)
+            self.metrics.step_dropped.labels(step.pipeline, step.step_id, "merge-error").inc()
+            return
+        await self._emit(step, record, value)
+
+    async def sweep(self, partitions: Callable[[int], bool] | None = None) -> int:
+        """Expire due join states (emitting outer results); returns how many states were expired.
+
+        ``partitions`` says whether this worker currently owns a partition: states of partitions
+        that moved away are left to their new owner.
+        """
+        now_ms = int(self.clock() * 1000)
+        done = 0
+        while self._heap and self._heap[0][0] <= now_ms:
+            deadline, key = heapq.heappop(self._heap)
+            if self._deadlines.get(key) != deadline:
+                continue
+            del self._deadlines[key]
+            step = self._step_for_key(key)
+            blob = self.store.get(key)
+            if blob is None:
+                continue
+            state = joins.loads(blob)
+            if partitions is not None and not partitions(state.partition):
+                continue
+            if step is None:  # the pipeline is gone: drop its state
+                self.store.delete(key, state.partition)
+                continue
+            shape = shape_of(step)
+            state, emissions = joins.expire(state, shape, now_ms)
+            self._save(key, state, shape)
+            done += 1
+            for emission in emissions:
+                # no record is being processed: the result takes the key and the latest entry's headers
+                expired = Record(
+                    f"(expired join state of step {step.step_id})",
+                    state.partition,
+                    -1,
+                    key.split(b"|", 2)[2] or None,
+                    None,
+                    emission.headers or [],
+                    emission.ts_ms / 1000,
+                )
+                await self._emit_joined(step, expired, emission)
+        return done
+
+    def rebuild_index(self, partitions: Callable[[int], bool] | None = None) -> int:
+        """Re-arm expiry for every stored state this worker owns (after start-up or a rebalance)."""
+        self._deadlines.clear()
+        self._heap.clear()
+        count = 0
+        for key in self.store.all_keys():
+            blob = self.store.get(key)
+            step = self._step_for_key(key)
+            if blob is None or step is None:
+                continue
+            state = joins.loads(blob)
+            if partitions is not None and not partitions(state.partition):
+                continue
+            deadline = state.deadline_ms(step.window_ms)
+            if deadline is not None:
+                self._deadlines[key] = deadline
+                heapq.heappush(self._heap, (deadline, key))
+                count += 1
+        return count
+
+    def _step_for_key(self, key: bytes) -> StepPlan | None:
+        uid, step_id, _ = key.split(b"|", 2)
+        plan = self.router.pipelines.get(uid.decode())
+        if plan is None:
+            return None
+        return next((s for s in plan.steps if s.step_id == step_id.decode()), None)
 
     # ------------------------------------------------------------------ output
     def partition_for(self, topic: str, key: bytes | None) -> int:
@@ -218,6 +397,31 @@ class Engine:
 
 
 _background: set[asyncio.Future[Any]] = set()
+
+
+def merge_parts(sink: str, parts: tuple[bytes, ...]) -> bytes:
+    """Merge join parts left to right (spec §2.6); one part is forwarded unchanged."""
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        if payload_kind(sink) is PayloadKind.REQUEST:
+            merged_req = ModelInferRequest.FromString(parts[0])
+            for part in parts[1:]:
+                merged_req = tensors.merge_requests(merged_req, ModelInferRequest.FromString(part))
+            return merged_req.SerializeToString()
+        merged_resp = ModelInferResponse.FromString(parts[0])
+        for part in parts[1:]:
+            merged_resp = tensors.merge_responses(merged_resp, ModelInferResponse.FromString(part))
+        return merged_resp.SerializeToString()
+    except DecodeError as exc:
+        raise CodecError(f"join part does not decode: {exc}") from None
+
+
+def _has_tensors(payload: _Payload, desired: frozenset[str] | None) -> bool:
+    """Trigger test: any tensor (or any wanted one) present. Triggers are read whatever their topic."""
+    message = payload.message()
+    names = [t.name for t in (message.inputs if isinstance(message, ModelInferRequest) else message.outputs)]
+    return bool(names) if not desired else any(n in desired for n in names)
 
 
 def _reason_label(reason: str) -> str:
