@@ -8,16 +8,18 @@ I/O, so every timing rule is tested in milliseconds.
 
 Rules, and where we differ from the reference:
 
-* ``inner``: a result as soon as every data slot has an entry whose record timestamps lie within
-  the window ``W`` of the arriving one; unmatched entries are dropped when ``W`` passes.
+* ``inner``: a result as soon as every data slot has an entry and all their record timestamps lie
+  within the window ``W`` of each other (one result per such combination, as the reference's cross
+  product); unmatched entries are dropped when ``W`` passes. With three or more sources this is
+  stricter than the reference's pairwise fold ``((A⋈B)⋈C)``, which can chain records up to 2W apart.
 * ``outer``: as inner; and when ``W`` passes *on the wall clock* without a full match, whatever has
-  arrived is emitted merged in source order. The reference waits for stream time, so an idle
-  partition never emits (BR-01).
+  arrived is emitted: records within ``W`` of each other merged in source order, the others alone.
+  The reference waits for stream time, so an idle partition never emits (BR-01).
 * ``any``: every arrival is emitted at once, on its own; nothing is buffered. (The reference pairs
   records that arrive within 1 ms of each other, which records from different models never do.)
 * Triggers: trigger groups are combined with ``triggersJoinType`` (inner: all groups; outer/any:
-  one is enough); a data result fires once, when the trigger condition holds within ``W``; the
-  trigger payloads are discarded.
+  one is enough); each data result fires once, when the trigger condition holds within ``W`` (one
+  trigger arrival fires every result waiting for it); the trigger payloads are discarded.
 * Matched entries are consumed, so a cyclic pipeline's iteration ``t`` cannot pair with ``t-1``.
 * A record seen twice (same topic, partition and offset: a replay after a crash) is not stored twice,
   but it does produce its emissions again: at-least-once, never lost.
@@ -138,13 +140,23 @@ def _trigger_match(state: JoinState, shape: JoinShape, ts_ms: int) -> list[Entry
     return [near[0]] if near else None
 
 
-def _fire(state: JoinState, shape: JoinShape, result: Emission, seen_ms: int, ident: str) -> list[Emission]:
+def _fire(
+    state: JoinState,
+    shape: JoinShape,
+    result: Emission,
+    seen_ms: int,
+    ident: str,
+    used_out: list[Entry] | None = None,
+) -> list[Emission]:
     """A data result: emit now if the triggers are there, else wait for them (within the window)."""
     if shape.triggers == 0:
         return [result]
     used = _trigger_match(state, shape, result.ts_ms)
     if used is not None:
-        _consume(state, used)
+        if used_out is None:
+            _consume(state, used)
+        else:
+            used_out.extend(used)
         return [result]
     payload = _pack_parts(result.parts)
     if not any(w.ident == ident for w in state.waiting):
@@ -162,11 +174,13 @@ def arrive(
         if not replay:
             st.entries.append(entry)
         out: list[Emission] = []
+        gone: list[Entry] = []
         for waiting in list(st.waiting):
             used = _trigger_match(st, shape, waiting.ts_ms)
             if used is not None:
-                _consume(st, [*used, waiting])
+                gone.extend([*used, waiting])
                 out.append(Emission(_unpack_parts(waiting.payload), waiting.ts_ms))
+        _consume(st, gone)
         return st, out
 
     if shape.sources == 1:
@@ -190,7 +204,7 @@ def arrive(
     for combo in combos:
         emission = Emission(tuple(e.payload for e in combo), max(e.ts_ms for e in combo))
         idents = "+".join(sorted(e.ident for e in combo))
-        out.extend(_fire(st, shape, emission, entry.seen_ms, idents))
+        out.extend(_fire(st, shape, emission, entry.seen_ms, idents, used_all))
         used_all.extend(e for e in combo if e is not entry)
     _consume(st, used_all)
     return st, out
@@ -203,15 +217,22 @@ def expire(state: JoinState, shape: JoinShape, now_ms: int) -> tuple[JoinState, 
     if shape.join is JoinType.OUTER and shape.sources > 1:
         data = [e for e in state.entries if e.slot < shape.sources]
         if data and min(e.seen_ms for e in data) + window <= now_ms:
-            latest: dict[int, Entry] = {}
-            for e in data:
-                latest[e.slot] = e
-            parts = tuple(latest[s].payload for s in sorted(latest))
-            last = max(data, key=lambda e: e.seen_ms)
-            emission = Emission(parts, max(e.ts_ms for e in data), list(last.headers))
+            present = sorted({e.slot for e in data})
+            groups = [
+                c
+                for c in itertools.product(*[[e for e in data if e.slot == s] for s in present])
+                if max(e.ts_ms for e in c) - min(e.ts_ms for e in c) <= window
+            ]
+            covered = {id(e) for c in groups for e in c}
+            groups += [(e,) for e in data if id(e) not in covered]
             _consume(state, data)
-            idents = "+".join(sorted(e.ident for e in data))
-            out.extend(_fire(state, shape, emission, now_ms, idents))
+            used: list[Entry] = []
+            for c in groups:
+                last = max(c, key=lambda e: e.seen_ms)
+                emission = Emission(tuple(e.payload for e in c), max(e.ts_ms for e in c), list(last.headers))
+                idents = "+".join(sorted(e.ident for e in c))
+                out.extend(_fire(state, shape, emission, now_ms, idents, used))
+            _consume(state, used)
     state.entries = [e for e in state.entries if e.seen_ms + window > now_ms]
     state.waiting = [e for e in state.waiting if e.seen_ms + window > now_ms]
     return state, out

@@ -38,13 +38,17 @@ async def produce(
     key: bytes | None = None,
     headers: Sequence[tuple[str, bytes]] = (),
     partition: int | None = None,
+    timestamp_ms: int | None = None,
     timeout: float = 20.0,
 ) -> None:
     producer = AIOKafkaProducer(**settings.kafka_kwargs(), max_request_size=16 * 1024 * 1024)
     await asyncio.wait_for(producer.start(), timeout)
     try:
         await asyncio.wait_for(
-            producer.send_and_wait(topic, value, key=key, headers=list(headers), partition=partition), timeout
+            producer.send_and_wait(
+                topic, value, key=key, headers=list(headers), partition=partition, timestamp_ms=timestamp_ms
+            ),
+            timeout,
         )
     finally:
         await asyncio.wait_for(producer.stop(), timeout)

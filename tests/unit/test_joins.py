@@ -683,13 +683,10 @@ class TestSerialization:
         assert parts(out) == [(b"A", b"B", b"C")]
 
 
-# ---------------------------------------------------------------------- known gaps (reported)
-class TestKnownGaps:
-    """Behaviour of the reference that ``joins.py`` does not reproduce yet; strict, so a fix shows up."""
+# ---------------------------------------------------------------------- cross products and outer expiry
+class TestSeveralEntriesPerSlot:
+    """Several records on one slot: every result fires, every lone record is emitted (spec §4.3-4.4)."""
 
-    @pytest.mark.xfail(
-        strict=True, reason="a trigger fires only one of a cross product's results (spec §4.4)"
-    )
     @pytest.mark.parametrize("trigger_first", [True, False])
     def test_one_trigger_fires_every_result_of_a_cross_product(self, trigger_first: bool) -> None:
         sh = shape(2, triggers=1)
@@ -699,14 +696,12 @@ class TestKnownGaps:
         assert sorted(parts(em for ems in out for em in ems)) == [(b"A1", b"B"), (b"A2", b"B")]
         assert state is not None and state.empty
 
-    @pytest.mark.xfail(strict=True, reason="a trigger fires only one of the waiting results (spec §4.4)")
     def test_one_trigger_fires_every_waiting_result_within_the_window(self) -> None:
         sh = shape(1, triggers=1)
         state, out = feed(sh, [ent(0, 1000, payload=b"D1"), ent(0, 1001, payload=b"D2"), ent(1, 1000)])
         assert sorted(parts(out[2])) == [(b"D1",), (b"D2",)]
         assert state is not None and state.empty
 
-    @pytest.mark.xfail(strict=True, reason="outer expiry keeps only the latest entry of a slot (spec §4.3)")
     def test_outer_expiry_emits_every_lone_entry_of_a_slot(self) -> None:
         sh = shape(2, OUTER)
         state, _ = feed(sh, [ent(0, 1000, seen=0, payload=b"A1"), ent(0, 1200, seen=10, payload=b"A2")])
@@ -714,9 +709,6 @@ class TestKnownGaps:
         _, out = expire(state, sh, 10 + W)
         assert sorted((em.parts, em.ts_ms) for em in out) == [((b"A1",), 1000), ((b"A2",), 1200)]
 
-    @pytest.mark.xfail(
-        strict=True, reason="outer expiry merges sides whose timestamps are > W apart (spec §4.3)"
-    )
     def test_outer_expiry_does_not_merge_sides_outside_the_window(self) -> None:
         sh = shape(2, OUTER)
         state, _ = feed(sh, [ent(0, 0, seen=0, payload=b"A"), ent(1, 5000, seen=10, payload=b"B")])
