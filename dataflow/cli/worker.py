@@ -28,7 +28,8 @@ from dataflow.errors import DataflowError
     envvar="SELDON_LOG_LEVEL_APP",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    # WARN is what Seldon's chart sets (Kotlin log levels); it means warning here
+    type=click.Choice(["debug", "info", "warn", "warning", "error", "critical"], case_sensitive=False),
     help="Log level. Env: SELDON_LOG_LEVEL_APP.",
 )
 def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
@@ -37,6 +38,7 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     from dataflow.runtime import admin
     from dataflow.runtime.worker import run_worker
 
+    loglevel = "warning" if loglevel.lower() == "warn" else loglevel.lower()
     settings = load_settings()
     paths = [p for chunk in pipelines for p in chunk.split(",") if p]
     router = router_from_paths(paths, settings)

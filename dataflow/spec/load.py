@@ -167,7 +167,13 @@ def pipeline_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()))
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in YAML_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+                )
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -175,6 +181,12 @@ def pipeline_files(paths: Iterable[str | Path]) -> list[Path]:
     if missing:
         raise SpecError(missing)
     return files
+
+
+def _hidden(relative: Path) -> bool:
+    """Dot-files and dot-folders are skipped: a Kubernetes ConfigMap volume keeps a second copy of
+    every file under ``..<timestamp>/``, which would otherwise define each pipeline twice."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def load_paths(paths: Iterable[str | Path]) -> list[LoadedPipeline]:

@@ -918,3 +918,19 @@ def test_cli_validate_bad_setting_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: setting SELDON_KAFKA_PARTITIONS_DEFAULT: ")
     assert len(err.splitlines()) == 1
+
+
+def test_hidden_folders_are_skipped(tmp_path) -> None:
+    """A ConfigMap volume's ``..<timestamp>/`` copy must not define every pipeline twice."""
+    from dataflow.spec.load import load_paths
+
+    text = (
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+        "spec:\n  steps:\n    - name: m\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    hidden = tmp_path / "..2026_12_03_10_00_00.123"
+    hidden.mkdir()
+    (hidden / "p.yaml").write_text(text)
+    (tmp_path / ".backup.yaml").write_text("not: [valid")
+    assert [lp.pipeline.name for lp in load_paths([tmp_path])] == ["p"]
