@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from google.protobuf.message import DecodeError
 
 from dataflow import joins, tensors, wire
@@ -34,6 +35,7 @@ from dataflow.topics import (
     payload_kind,
     rewrite_headers,
 )
+from dataflow.updates import PipelineUpdate
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,15 @@ class MemoryStore:
 
     def all_keys(self) -> list[bytes]:
         return list(self.data)
+
+
+VISITS = "(visits)"  # state key segment of a request's loop counters
+# Counters of a request that never reached the pipeline output are dropped after this long.
+VISITS_TTL_MS = 10 * 60 * 1000
+
+
+def _is_visits(key: bytes) -> bool:
+    return key.split(b"|", 2)[1] == VISITS.encode()
 
 
 def shape_of(step: StepPlan) -> joins.JoinShape:
@@ -251,9 +262,8 @@ class Engine:
             return
         self.store.put(key, joins.dumps(state), state.partition)
         deadline = state.deadline_ms(shape.window_ms)
-        if deadline is not None and self._deadlines.get(key) != deadline:
-            self._deadlines[key] = deadline
-            heapq.heappush(self._heap, (deadline, key))
+        if deadline is not None:
+            self._arm(key, deadline)
 
     async def _emit_joined(self, step: StepPlan, record: Record, emission: joins.Emission) -> None:
         try:
@@ -277,10 +287,13 @@ class Engine:
             if self._deadlines.get(key) != deadline:
                 continue
             del self._deadlines[key]
-            step = self._step_for_key(key)
             blob = self.store.get(key)
             if blob is None:
                 continue
+            if _is_visits(key):  # an abandoned loop's counters
+                self.store.delete(key, int(orjson.loads(blob)["p"]))
+                continue
+            step = self._step_for_key(key)
             state = joins.loads(blob)
             if partitions is not None and not partitions(state.partition):
                 continue
@@ -312,6 +325,11 @@ class Engine:
         count = 0
         for key in self.store.all_keys():
             blob = self.store.get(key)
+            if blob is not None and _is_visits(key):
+                visits = orjson.loads(blob)
+                if partitions is None or partitions(int(visits["p"])):
+                    self._arm(key, int(visits.get("t", 0)) + VISITS_TTL_MS)
+                continue
             step = self._step_for_key(key)
             if blob is None or step is None:
                 continue
@@ -320,10 +338,56 @@ class Engine:
                 continue
             deadline = state.deadline_ms(step.window_ms)
             if deadline is not None:
-                self._deadlines[key] = deadline
-                heapq.heappush(self._heap, (deadline, key))
+                self._arm(key, deadline)
                 count += 1
         return count
+
+    # ------------------------------------------------------------------ cycles (spec §4.7, BR-16)
+    def _count_visit(self, update: PipelineUpdate, step: StepPlan, record: Record) -> int | None:
+        """Count one more visit of ``step.sink`` by this request; the count if it is over the limit.
+
+        Counters live per request key in the state table; the output step clears them (the
+        request is done), as does the error. A step may be entered ``maxStepRevisits + 1`` times.
+        """
+        key = f"{step.uid}|{VISITS}|".encode() + (record.key or b"")
+        blob = self.store.get(key)
+        visits: dict[str, Any] = orjson.loads(blob) if blob is not None else {"p": record.partition, "n": {}}
+        if step.sink == update.output_topic:
+            if blob is not None:
+                self.store.delete(key, visits["p"])
+                self._deadlines.pop(key, None)
+            return None
+        seen = int(visits["n"].get(step.sink, 0))
+        if seen > update.max_step_revisits:
+            self.store.delete(key, visits["p"])
+            self._deadlines.pop(key, None)
+            return seen
+        visits["n"][step.sink] = seen + 1
+        visits["t"] = int(self.clock() * 1000)
+        self.store.put(key, orjson.dumps(visits), visits["p"])
+        self._arm(key, visits["t"] + VISITS_TTL_MS)
+        return None
+
+    async def _revisits_exceeded(
+        self, update: PipelineUpdate, step: StepPlan, record: Record, headers: Headers, visits: int
+    ) -> None:
+        """Stop a runaway loop: an error record on the errors topic, which the error step answers with."""
+        text = (
+            f"ERROR: Max step revisits ({update.max_step_revisits}) exceeded for request "
+            f"{(record.key or b'').decode('utf-8', 'replace')} in topic {step.sink}"
+        )
+        log.warning("pipeline %s: %s", step.pipeline, text)
+        self.metrics.step_dropped.labels(step.pipeline, step.step_id, "max-revisits").inc()
+        error_headers = [*headers, (ERROR_HEADER, step.pipeline.encode())]
+        topic = update.error_topic or self.namer.errors
+        partition = self.partition_for(topic, record.key)
+        fut = await self._send(topic, record.key, text.encode(), partition, record.timestamp, error_headers)
+        _on_done(fut, lambda exc: log.error("could not write revisit error to %s: %r", topic, exc))
+
+    def _arm(self, key: bytes, deadline: int) -> None:
+        if self._deadlines.get(key) != deadline:
+            self._deadlines[key] = deadline
+            heapq.heappush(self._heap, (deadline, key))
 
     def _step_for_key(self, key: bytes) -> StepPlan | None:
         uid, step_id, _ = key.split(b"|", 2)
@@ -338,6 +402,12 @@ class Engine:
 
     async def _emit(self, step: StepPlan, record: Record, value: bytes) -> None:
         headers = rewrite_headers(record.headers, step.pipeline, step.version)
+        plan = self.router.pipelines.get(step.uid)
+        if plan is not None and plan.update.allow_cycles and step.step_id != "(error)":
+            over = self._count_visit(plan.update, step, record)
+            if over is not None:
+                await self._revisits_exceeded(plan.update, step, record, headers, over)
+                return
         partition = self.partition_for(step.sink, record.key)
         fut = await self._send(step.sink, record.key, value, partition, record.timestamp, headers)
         self.metrics.step_records.labels(step.pipeline, step.step_id).inc()
