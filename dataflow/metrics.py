@@ -43,6 +43,12 @@ class Metrics:
             ["pipeline"],
             registry=r,
         )
+        self.batches = Counter(
+            "dataflow_batches_total",
+            "Batched requests a step sent to its model.",
+            ["pipeline", "step"],
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "dataflow_step_seconds",
             "Time spent converting one record for one step.",

@@ -12,7 +12,7 @@ from dataflow.plan import PipelinePlan, PlanError, Router, plan_pipeline
 from dataflow.spec import load_paths
 
 # Step features the runtime does not execute yet; refusing them beats running them wrongly.
-UNSUPPORTED = "batching arrives with the batch runtime"
+UNSUPPORTED = "a batched step cannot also wait for triggers"
 
 
 def plans_from_paths(
@@ -34,7 +34,7 @@ def plans_from_paths(
             problems.append(f"{item.source}: {exc}")
             continue
         for step in plan.steps:
-            if runnable and step.batch:
+            if runnable and step.batch and step.triggers:
                 problems.append(
                     f"{item.source}: pipeline {step.pipeline!r} step {step.step_id!r}: not supported yet ({UNSUPPORTED})"
                 )

@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,13 +20,15 @@ from typing import Any, Protocol
 import orjson
 from google.protobuf.message import DecodeError
 
-from dataflow import joins, tensors, wire
+from dataflow import batching, joins, tensors, wire
 from dataflow.errors import CodecError
 from dataflow.metrics import Metrics
 from dataflow.plan import Route, Router, SourcePlan, StepPlan
 from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
 from dataflow.topics import (
     ERROR_HEADER,
+    PIPELINE_HEADER,
+    VERSION_HEADER,
     ChainKind,
     Headers,
     PayloadKind,
@@ -85,13 +88,35 @@ VISITS = "(visits)"  # state key segment of a request's loop counters
 VISITS_TTL_MS = 10 * 60 * 1000
 
 
-def _is_visits(key: bytes) -> bool:
-    return key.split(b"|", 2)[1] == VISITS.encode()
+BATCH_OPEN = "#batch"  # suffix of a step's open-batch state key: <uid>|<step>#batch|<partition>
+BATCH_MEMBERS = "(batch)"  # <uid>|(batch)|<batch id>: who is in a batch sent to a model
+# A batch's member list is kept this long for its answer to be split (and for replays).
+BATCH_MEMBERS_TTL_MS = 10 * 60 * 1000
+
+
+def _kind(key: bytes) -> str:
+    """Which kind of state a key holds: VISITS, BATCH_MEMBERS, BATCH_OPEN, or "" for a join."""
+    segment = key.split(b"|", 2)[1].decode()
+    if segment in (VISITS, BATCH_MEMBERS):
+        return segment
+    return BATCH_OPEN if segment.endswith(BATCH_OPEN) else ""
 
 
 def shape_of(step: StepPlan) -> joins.JoinShape:
     return joins.JoinShape(
         len(step.sources), len(step.triggers), step.join, step.triggers_join, step.window_ms
+    )
+
+
+def batches(step: StepPlan) -> bool:
+    """A single-source step writing requests with a batch size or window (the reference batches only
+    request-producing chains, and never joiners)."""
+    b = step.batch
+    return (
+        b is not None
+        and bool(b.size or b.window_ms)
+        and len(step.sources) == 1
+        and payload_kind(step.sink) is PayloadKind.REQUEST
     )
 
 
@@ -179,6 +204,12 @@ class Engine:
         matching = [r for r in routes if has_pipeline(record.headers, r.source.pipeline_name)]
         if not matching:
             return
+        if record.value is not None and any(k == batching.BATCH_HEADER for k, _ in record.headers):
+            members = self._split_batch(record)
+            if members is not None:
+                for member in members:
+                    await self.process(member)
+                return
         if record.value is None:
             await self._reject(record, matching, "empty record (null value)")
             return
@@ -206,6 +237,8 @@ class Engine:
             if needs_state(step):
                 for emission in self._arrive(route, record, out):
                     await self._emit_joined(step, record, emission)
+            elif batches(step):
+                await self._add_to_batch(step, record, out)
             else:
                 await self._emit(step, record, out)
 
@@ -275,7 +308,9 @@ class Engine:
         await self._emit(step, record, value)
 
     async def sweep(self, partitions: Callable[[int], bool] | None = None) -> int:
-        """Expire due join states (emitting outer results); returns how many states were expired.
+        """Act on due deadlines: expire join windows (emitting outer results), flush batches whose
+        ``windowMs`` passed, drop abandoned loop counters and old batch records. Returns how many
+        states were handled.
 
         ``partitions`` says whether this worker currently owns a partition: states of partitions
         that moved away are left to their new owner.
@@ -290,57 +325,166 @@ class Engine:
             blob = self.store.get(key)
             if blob is None:
                 continue
-            if _is_visits(key):  # an abandoned loop's counters
-                self.store.delete(key, int(orjson.loads(blob)["p"]))
+            kind = _kind(key)
+            partition = int(orjson.loads(blob)["p"])
+            if partitions is not None and not partitions(partition):
                 continue
-            step = self._step_for_key(key)
-            state = joins.loads(blob)
-            if partitions is not None and not partitions(state.partition):
-                continue
-            if step is None:  # the pipeline is gone: drop its state
-                self.store.delete(key, state.partition)
-                continue
-            shape = shape_of(step)
-            state, emissions = joins.expire(state, shape, now_ms)
-            self._save(key, state, shape)
             done += 1
-            for emission in emissions:
-                # no record is being processed: the result takes the key and the latest entry's headers
-                expired = Record(
-                    f"(expired join state of step {step.step_id})",
-                    state.partition,
-                    -1,
-                    key.split(b"|", 2)[2] or None,
-                    None,
-                    emission.headers or [],
-                    emission.ts_ms / 1000,
-                )
-                await self._emit_joined(step, expired, emission)
+            step = self._step_for_key(key)
+            if kind in (VISITS, BATCH_MEMBERS) or step is None:
+                # TTL reached, or the pipeline is gone: nothing left to do with it
+                self.store.delete(key, partition)
+            elif kind == BATCH_OPEN:
+                await self._flush_batch(step, key, batching.loads(blob))
+            else:
+                await self._expire_join(step, key, joins.loads(blob), now_ms)
         return done
 
+    async def _expire_join(self, step: StepPlan, key: bytes, state: joins.JoinState, now_ms: int) -> None:
+        shape = shape_of(step)
+        state, emissions = joins.expire(state, shape, now_ms)
+        self._save(key, state, shape)
+        for emission in emissions:
+            # no record is being processed: the result takes the key and the latest entry's headers
+            expired = Record(
+                f"(expired join state of step {step.step_id})",
+                state.partition,
+                -1,
+                key.split(b"|", 2)[2] or None,
+                None,
+                emission.headers or [],
+                emission.ts_ms / 1000,
+            )
+            await self._emit_joined(step, expired, emission)
+
     def rebuild_index(self, partitions: Callable[[int], bool] | None = None) -> int:
-        """Re-arm expiry for every stored state this worker owns (after start-up or a rebalance)."""
+        """Re-arm deadlines for every stored state this worker owns (after start-up or a rebalance)."""
         self._deadlines.clear()
         self._heap.clear()
         count = 0
         for key in self.store.all_keys():
             blob = self.store.get(key)
-            if blob is not None and _is_visits(key):
-                visits = orjson.loads(blob)
-                if partitions is None or partitions(int(visits["p"])):
-                    self._arm(key, int(visits.get("t", 0)) + VISITS_TTL_MS)
+            if blob is None:
                 continue
+            raw = orjson.loads(blob)
+            if partitions is not None and not partitions(int(raw["p"])):
+                continue
+            kind = _kind(key)
             step = self._step_for_key(key)
-            if blob is None or step is None:
-                continue
-            state = joins.loads(blob)
-            if partitions is not None and not partitions(state.partition):
-                continue
-            deadline = state.deadline_ms(step.window_ms)
+            deadline: int | None = None
+            if kind == VISITS:
+                deadline = int(raw.get("t", 0)) + VISITS_TTL_MS
+            elif kind == BATCH_MEMBERS:
+                deadline = int(raw.get("t", 0)) + BATCH_MEMBERS_TTL_MS
+            elif step is None:
+                deadline = 0  # its pipeline is gone: the next sweep drops it
+            elif kind == BATCH_OPEN:
+                if step.batch is not None and step.batch.window_ms:
+                    deadline = int(raw["t"]) + step.batch.window_ms
+            else:
+                deadline = joins.loads(blob).deadline_ms(step.window_ms)
             if deadline is not None:
                 self._arm(key, deadline)
                 count += 1
         return count
+
+    # ------------------------------------------------------------------ batching (spec §4.6, S-01)
+    async def _add_to_batch(self, step: StepPlan, record: Record, payload: bytes) -> None:
+        assert step.batch is not None
+        key = f"{step.uid}|{step.step_id}{BATCH_OPEN}|{record.partition}".encode()
+        blob = self.store.get(key)
+        state = batching.loads(blob) if blob is not None else None
+        now_ms = int(self.clock() * 1000)
+        ts_ms = int(record.timestamp * 1000) if record.timestamp is not None else now_ms
+        rows = batching.rows_of(ModelInferRequest.FromString(payload))
+        member = batching.Member(record.key, list(record.headers), ts_ms, rows, payload)
+        state = batching.add(state, member, record.partition, now_ms)
+        try:
+            merged = batching.merged(state)
+        except CodecError as exc:
+            # this request does not batch with the others: answer it with the reason, keep the rest
+            state.members.pop()
+            await self._reject(
+                record, [r for r in self.router.routes(record.topic) if r.step is step], str(exc)
+            )
+            if not state.members:
+                return
+            merged = batching.merged(state)
+        if batching.is_full(merged, step.batch.size):
+            self.store.delete(key, state.partition)
+            self._deadlines.pop(key, None)
+            await self._send_batch(step, state, merged)
+            return
+        self.store.put(key, batching.dumps(state), state.partition)
+        if step.batch.window_ms:
+            self._arm(key, state.first_seen_ms + step.batch.window_ms)
+
+    async def _flush_batch(self, step: StepPlan, key: bytes, state: batching.BatchState) -> None:
+        """``windowMs`` passed: send what the batch has (the reference would wait for ever)."""
+        self.store.delete(key, state.partition)
+        if state.members:
+            await self._send_batch(step, state, batching.merged(state))
+
+    async def _send_batch(
+        self, step: StepPlan, state: batching.BatchState, merged: ModelInferRequest
+    ) -> None:
+        """Send the merged request under the last member's key, naming the batch for the split."""
+        batch_id = uuid.uuid4().hex
+        members_key = f"{step.uid}|{BATCH_MEMBERS}|{batch_id}".encode()
+        now_ms = int(self.clock() * 1000)
+        listed = [batching.Member(m.key, m.headers, m.ts_ms, m.rows) for m in state.members]
+        self.store.put(
+            members_key, batching.dumps(batching.BatchState(state.partition, now_ms, listed)), state.partition
+        )
+        self._arm(members_key, now_ms + BATCH_MEMBERS_TTL_MS)
+        last = state.members[-1]
+        headers = [*last.headers, (batching.BATCH_HEADER, f"{step.uid}|{batch_id}".encode())]
+        record = Record(
+            f"(batch of step {step.step_id})", state.partition, -1, last.key, None, headers, last.ts_ms / 1000
+        )
+        self.metrics.batches.labels(step.pipeline, step.step_id).inc()
+        await self._emit(step, record, merged.SerializeToString())
+
+    def _split_batch(self, record: Record) -> list[Record] | None:
+        """One record per member of the batch this answer belongs to; None if the batch is unknown."""
+        ref = next(v for k, v in record.headers if k == batching.BATCH_HEADER)
+        uid, _, batch_id = ref.decode("utf-8", "replace").partition("|")
+        blob = self.store.get(f"{uid}|{BATCH_MEMBERS}|{batch_id}".encode())
+        if blob is None or record.value is None:
+            log.warning("answer for unknown batch %s (%s): passed on whole", batch_id, record.where)
+            return None
+        members = batching.loads(blob).members
+        values: list[bytes] = [record.value] * len(members)
+        if payload_kind(record.topic) is PayloadKind.RESPONSE:
+            try:
+                parts = batching.split_response(
+                    ModelInferResponse.FromString(record.value), [m.rows for m in members]
+                )
+            except (CodecError, DecodeError) as exc:
+                log.warning(
+                    "batch answer %s cannot be split (%s): each request gets all of it", record.where, exc
+                )
+                parts = None
+            if parts is not None:
+                values = [p.SerializeToString() for p in parts]
+        shared = [(k, v) for k, v in record.headers if k != batching.BATCH_HEADER]
+        out = []
+        for member, value in zip(members, values, strict=True):
+            own = [(k, v) for k, v in member.headers if k not in (PIPELINE_HEADER, VERSION_HEADER)]
+            names = {k for k, _ in own}
+            headers = own + [(k, v) for k, v in shared if k not in names]
+            out.append(
+                Record(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    member.key,
+                    value,
+                    headers,
+                    record.timestamp,
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------ cycles (spec §4.7, BR-16)
     def _count_visit(self, update: PipelineUpdate, step: StepPlan, record: Record) -> int | None:
@@ -394,7 +538,8 @@ class Engine:
         plan = self.router.pipelines.get(uid.decode())
         if plan is None:
             return None
-        return next((s for s in plan.steps if s.step_id == step_id.decode()), None)
+        name = step_id.decode().removesuffix(BATCH_OPEN)
+        return next((s for s in plan.steps if s.step_id == name), None)
 
     # ------------------------------------------------------------------ output
     def partition_for(self, topic: str, key: bytes | None) -> int:
