@@ -6,11 +6,13 @@ settings from the ``SELDON_*`` variables. Invalid pipelines stop the import with
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from dataflow.config import load_settings
 from dataflow.control.yaml_source import router_from_paths
 from dataflow.errors import DataflowError
+from dataflow.runtime import admin
 from dataflow.runtime.app import DataflowApp, create_app
 
 
@@ -20,6 +22,9 @@ def _build() -> DataflowApp:
         sys.exit("error: set DATAFLOW_PIPELINES to a pipeline file or folder")
     try:
         router = router_from_paths(settings.pipelines_path.split(","), settings)
+        # fail here with one line rather than with a traceback once Faust's loop runs
+        admin.check_port_free(settings.health_port)
+        asyncio.run(admin.check_broker(settings))
         return create_app(settings, router)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")

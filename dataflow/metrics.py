@@ -21,7 +21,7 @@ class Metrics:
         )
         self.step_dropped = Counter(
             "dataflow_step_dropped_total",
-            "Records a step did not emit, by reason (filtered: pipeline header; empty: no tensors wanted).",
+            "Records a step did not pass on, by reason (no-wanted-tensors is conditional routing at work).",
             ["pipeline", "step", "reason"],
             registry=r,
         )

@@ -26,4 +26,5 @@ def validate(paths: tuple[str, ...]) -> None:
         click.echo(f"{', '.join(paths)}: no pipeline files found", err=True)
         sys.exit(1)
     for plan in plans:
-        click.echo(f"ok: {plan.update.pipeline} ({len(plan.steps)} steps)")
+        models = sum(1 for s in plan.steps if not s.step_id.startswith("("))
+        click.echo(f"ok: {plan.update.pipeline} ({models} model step{'s' if models != 1 else ''})")

@@ -44,6 +44,7 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     router = router_from_paths(paths, settings)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        admin.check_port_free(settings.health_port)
         asyncio.run(admin.check_broker(settings))
     except DataflowError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -55,9 +55,19 @@ async def _close(admin: AIOKafkaAdminClient) -> None:
 
 
 async def check_broker(settings: Settings) -> None:
-    """Fail fast with one clear line when the broker is not reachable within the connect timeout."""
-    admin = await _admin(settings, settings.connect_timeout_s)
-    await _close(admin)
+    """Fail fast with one clear line when the broker is not reachable within the connect timeout.
+
+    aiokafka logs every failed attempt at ERROR; while we are only asking "is it there?" those lines
+    are noise, and the one line that matters is ours.
+    """
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        admin = await _admin(settings, settings.connect_timeout_s)
+        await _close(admin)
+    finally:
+        quiet.setLevel(level)
 
 
 async def describe(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, int]:
@@ -121,3 +131,17 @@ async def delete_topics(settings: Settings, topics: Iterable[str]) -> None:
         await asyncio.wait_for(admin.delete_topics(names), timeout=settings.topic_create_timeout_ms / 1000)
     finally:
         await _close(admin)
+
+
+def check_port_free(port: int, setting: str = "SELDON_HEALTH_SERVER_PORT") -> None:
+    """Fail with one line, not a traceback from deep in the web server, when the port is taken."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise DataflowError(f"port {port} ({setting}) is not free: {exc.strerror}") from None

@@ -232,7 +232,7 @@ class Engine:
                 time.perf_counter() - started
             )
             if out is None:
-                self.metrics.step_dropped.labels(step.pipeline, step.step_id, "empty").inc()
+                self.metrics.step_dropped.labels(step.pipeline, step.step_id, "no-wanted-tensors").inc()
                 continue
             if needs_state(step):
                 for emission in self._arrive(route, record, out):

@@ -857,7 +857,7 @@ def test_cli_validate_valid_folder_exits_zero(tmp_path: Path) -> None:
     write(tmp_path / "tfsimples.yaml", VALID)
     result = CliRunner().invoke(validate, [str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "ok: tfsimples (4 steps)\n"
+    assert result.stdout == "ok: tfsimples (2 model steps)\n"
     assert result.stderr == ""
 
 
@@ -880,7 +880,7 @@ def test_cli_validate_invalid_prints_one_line_per_problem(tmp_path: Path) -> Non
 def test_cli_main_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write(tmp_path / "good.yaml", VALID)
     main(["validate", str(good)])  # returns normally: exit status 0
-    assert capsys.readouterr().out == "ok: tfsimples (4 steps)\n"
+    assert capsys.readouterr().out == "ok: tfsimples (2 model steps)\n"
 
     bad = write(tmp_path / "bad.yaml", "apiVersion: [\n")
     with pytest.raises(SystemExit) as info:
