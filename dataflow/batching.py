@@ -42,6 +42,7 @@ class Member:
     ts_ms: int
     rows: int
     payload: bytes = b""  # the converted request, kept only while the batch is open
+    request_id: str = ""  # the request's own `id`, given back with its answer
 
 
 @dataclass(slots=True)
@@ -75,36 +76,48 @@ def split_response(response: ModelInferResponse, rows: Sequence[int]) -> list[Mo
     Row-wise means every output tensor's first dimension equals the batch's total rows. Raw
     contents are sliced as raw, typed contents as typed.
     """
+    parts: list[ModelInferResponse] | None = _split(response, rows)
+    return parts
+
+
+def split_request(request: ModelInferRequest, rows: Sequence[int]) -> list[ModelInferRequest] | None:
+    """Each member's rows of a batched request (for a step that reads the batched model's inputs)."""
+    parts: list[ModelInferRequest] | None = _split(request, rows)
+    return parts
+
+
+def _split(message: Any, rows: Sequence[int]) -> Any:
+    is_request = isinstance(message, ModelInferRequest)
+    listed = message.inputs if is_request else message.outputs
     total = sum(rows)
-    if not response.outputs or any(not t.shape or t.shape[0] != total for t in response.outputs):
+    if not listed or any(not t.shape or t.shape[0] != total for t in listed):
         return None
-    raw = response.raw_output_contents
+    raw = message.raw_input_contents if is_request else message.raw_output_contents
+    kind = type(message)
     out = [
-        ModelInferResponse(
-            model_name=response.model_name, model_version=response.model_version, id=response.id
-        )
-        for _ in rows
+        kind(model_name=message.model_name, model_version=message.model_version, id=message.id) for _ in rows
     ]
     for part in out:
-        part.parameters.MergeFrom(response.parameters)
-    for index, tensor in enumerate(response.outputs):
+        part.parameters.MergeFrom(message.parameters)
+    for index, tensor in enumerate(listed):
         per_row = math.prod(tensor.shape[1:])
-        values = tensors.tensor_values(response, index)
+        values = tensors.tensor_values(message, index)
         if len(values) != total * per_row:
             raise CodecError(
-                f"output {tensor.name!r} has {len(values)} elements, shape {list(tensor.shape)} needs "
+                f"tensor {tensor.name!r} has {len(values)} elements, shape {list(tensor.shape)} needs "
                 f"{total * per_row}"
             )
         start = 0
         for part, count in zip(out, rows, strict=True):
             chunk = values[start * per_row : (start + count) * per_row]
             start += count
-            new = part.outputs.add(
-                name=tensor.name, datatype=tensor.datatype, shape=[count, *tensor.shape[1:]]
-            )
+            target = part.inputs if is_request else part.outputs
+            new = target.add(name=tensor.name, datatype=tensor.datatype, shape=[count, *tensor.shape[1:]])
             new.parameters.MergeFrom(tensor.parameters)
             if index < len(raw):
-                part.raw_output_contents.append(tensors.encode_raw(tensor.datatype, chunk))
+                (part.raw_input_contents if is_request else part.raw_output_contents).append(
+                    tensors.encode_raw(tensor.datatype, chunk)
+                )
             else:
                 tensors.set_contents(new, tensor.datatype, chunk)
     return out
@@ -118,17 +131,19 @@ def _enc_member(m: Member) -> list[Any]:
         m.ts_ms,
         m.rows,
         base64.b64encode(m.payload).decode(),
+        m.request_id,
     ]
 
 
 def _dec_member(item: list[Any]) -> Member:
-    key, headers, ts, rows, payload = item
+    key, headers, ts, rows, payload, *rest = item
     return Member(
         base64.b64decode(key) if key is not None else None,
         [(str(k), base64.b64decode(v)) for k, v in headers],
         int(ts),
         int(rows),
         base64.b64decode(payload),
+        str(rest[0]) if rest else "",
     )
 
 

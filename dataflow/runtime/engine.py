@@ -9,6 +9,7 @@ bytes are rewritten at the top level only, see :mod:`dataflow.wire`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import time
@@ -210,6 +211,10 @@ class Engine:
                 for member in members:
                     await self.process(member)
                 return
+            log.warning("record for an unknown batch (%s): passed on whole", record.where)
+            record = dataclasses.replace(
+                record, headers=[(k, v) for k, v in record.headers if k != batching.BATCH_HEADER]
+            )
         if record.value is None:
             await self._reject(record, matching, "empty record (null value)")
             return
@@ -396,8 +401,10 @@ class Engine:
         state = batching.loads(blob) if blob is not None else None
         now_ms = int(self.clock() * 1000)
         ts_ms = int(record.timestamp * 1000) if record.timestamp is not None else now_ms
-        rows = batching.rows_of(ModelInferRequest.FromString(payload))
-        member = batching.Member(record.key, list(record.headers), ts_ms, rows, payload)
+        parsed = ModelInferRequest.FromString(payload)
+        member = batching.Member(
+            record.key, list(record.headers), ts_ms, batching.rows_of(parsed), payload, parsed.id
+        )
         state = batching.add(state, member, record.partition, now_ms)
         try:
             merged = batching.merged(state)
@@ -432,7 +439,9 @@ class Engine:
         batch_id = uuid.uuid4().hex
         members_key = f"{step.uid}|{BATCH_MEMBERS}|{batch_id}".encode()
         now_ms = int(self.clock() * 1000)
-        listed = [batching.Member(m.key, m.headers, m.ts_ms, m.rows) for m in state.members]
+        listed = [
+            batching.Member(m.key, m.headers, m.ts_ms, m.rows, b"", m.request_id) for m in state.members
+        ]
         self.store.put(
             members_key, batching.dumps(batching.BatchState(state.partition, now_ms, listed)), state.partition
         )
@@ -446,28 +455,51 @@ class Engine:
         await self._emit(step, record, merged.SerializeToString())
 
     def _split_batch(self, record: Record) -> list[Record] | None:
-        """One record per member of the batch this answer belongs to; None if the batch is unknown."""
+        """One record per member of the batch this record belongs to; None if the batch is unknown.
+
+        Row-wise messages are split by rows (each caller its own rows); others go whole to each
+        caller. Each part carries its request's own id and headers, plus the headers the model side
+        added; never another member's.
+        """
         ref = next(v for k, v in record.headers if k == batching.BATCH_HEADER)
         uid, _, batch_id = ref.decode("utf-8", "replace").partition("|")
         blob = self.store.get(f"{uid}|{BATCH_MEMBERS}|{batch_id}".encode())
         if blob is None or record.value is None:
-            log.warning("answer for unknown batch %s (%s): passed on whole", batch_id, record.where)
             return None
         members = batching.loads(blob).members
-        values: list[bytes] = [record.value] * len(members)
-        if payload_kind(record.topic) is PayloadKind.RESPONSE:
-            try:
-                parts = batching.split_response(
-                    ModelInferResponse.FromString(record.value), [m.rows for m in members]
-                )
-            except (CodecError, DecodeError) as exc:
-                log.warning(
-                    "batch answer %s cannot be split (%s): each request gets all of it", record.where, exc
-                )
-                parts = None
-            if parts is not None:
-                values = [p.SerializeToString() for p in parts]
-        shared = [(k, v) for k, v in record.headers if k != batching.BATCH_HEADER]
+        rows = [m.rows for m in members]
+        kind = payload_kind(record.topic)
+        parts: list[Any] | None = None
+        try:
+            if kind is PayloadKind.RESPONSE:
+                whole: Any = ModelInferResponse.FromString(record.value)
+                parts = batching.split_response(whole, rows)
+            elif kind is PayloadKind.REQUEST:
+                whole = ModelInferRequest.FromString(record.value)
+                parts = batching.split_request(whole, rows)
+            else:
+                whole = None
+        except (CodecError, DecodeError) as exc:
+            log.warning(
+                "batched record %s cannot be split (%s): each request gets all of it", record.where, exc
+            )
+            whole, parts = None, None
+        values: list[bytes] = []
+        for index, member in enumerate(members):
+            if whole is None:
+                values.append(record.value)
+                continue
+            part = parts[index] if parts is not None else type(whole).FromString(record.value)
+            part.id = member.request_id
+            values.append(part.SerializeToString())
+        last = set(members[-1].headers)
+        keep = (PIPELINE_HEADER, VERSION_HEADER, ERROR_HEADER)
+        # the answer echoes the last member's request headers: keep only what the model side added
+        shared = [
+            (k, v)
+            for k, v in record.headers
+            if k != batching.BATCH_HEADER and (k in keep or (k, v) not in last)
+        ]
         out = []
         for member, value in zip(members, values, strict=True):
             own = [(k, v) for k, v in member.headers if k not in (PIPELINE_HEADER, VERSION_HEADER)]
