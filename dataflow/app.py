@@ -21,11 +21,12 @@ def _build() -> DataflowApp:
     if not settings.pipelines_path:
         sys.exit("error: set DATAFLOW_PIPELINES to a pipeline file or folder")
     try:
-        router = router_from_paths(settings.pipelines_path.split(","), settings)
+        paths = settings.pipelines_path.split(",")
+        router = router_from_paths(paths, settings)
         # fail here with one line rather than with a traceback once Faust's loop runs
         admin.check_port_free(settings.health_port)
         asyncio.run(admin.check_broker(settings))
-        return create_app(settings, router)
+        return create_app(settings, router, watch=paths)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")
 

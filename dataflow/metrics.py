@@ -49,6 +49,11 @@ class Metrics:
             ["pipeline", "step"],
             registry=r,
         )
+        self.replays_skipped = Counter(
+            "dataflow_replays_skipped_total",
+            "Records a rebalance delivered again that this worker had already processed.",
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "dataflow_step_seconds",
             "Time spent converting one record for one step.",

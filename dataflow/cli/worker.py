@@ -49,4 +49,4 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     except DataflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    sys.exit(run_worker(settings, router, loglevel))
+    sys.exit(run_worker(settings, router, loglevel, watch=paths))

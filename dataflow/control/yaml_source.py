@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+
+import orjson
 
 from dataflow.compile import compile_pipeline
 from dataflow.config import Settings
 from dataflow.errors import SpecError
 from dataflow.plan import PipelinePlan, PlanError, Router, plan_pipeline
-from dataflow.spec import load_paths
+from dataflow.spec import Pipeline, load_paths
+from dataflow.spec.load import pipeline_files
 
 # Step features the runtime does not execute yet; refusing them beats running them wrongly.
 UNSUPPORTED = "a batched step cannot also wait for triggers"
@@ -27,7 +31,9 @@ def plans_from_paths(
     plans: list[PipelinePlan] = []
     problems: list[str] = []
     for item in loaded:
-        update = compile_pipeline(item.pipeline, settings.namer)
+        update = compile_pipeline(
+            item.pipeline, settings.namer, version=_version(item.pipeline), uid=content_uid(item.pipeline)
+        )
         try:
             plan = plan_pipeline(update, settings.join_window_ms)
         except PlanError as exc:
@@ -44,8 +50,39 @@ def plans_from_paths(
     return plans
 
 
+def content_uid(pipeline: Pipeline) -> str:
+    """The uid of a pipeline version in YAML mode: a digest of its name and spec.
+
+    Every worker reading the same file derives the same uid, and a changed file is a new version
+    (new uid), as a new version is in Seldon's scheduler.
+    """
+    spec = orjson.dumps(pipeline.spec.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha1(pipeline.name.encode() + b"\0" + spec).hexdigest()[:20]
+
+
+def _version(pipeline: Pipeline) -> int:
+    """``metadata.generation`` when the resource carries one (exported from a cluster), else 1."""
+    generation = (pipeline.metadata.model_extra or {}).get("generation")
+    return generation if isinstance(generation, int) and generation > 0 else 1
+
+
+def fingerprint(paths: Iterable[str | Path]) -> tuple[tuple[str, int, int], ...]:
+    """What the files under ``paths`` look like now (name, size, mtime): cheap to poll each second."""
+    try:
+        files = pipeline_files(paths)
+    except SpecError:
+        return ()
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append((str(f), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def router_from_paths(paths: Iterable[str | Path], settings: Settings) -> Router:
-    plans = plans_from_paths(paths, settings)
-    if not plans:
-        raise SpecError([f"{', '.join(str(p) for p in paths)}: no pipeline files found"])
+    paths = list(paths)
+    plans = plans_from_paths(paths, settings) if pipeline_files(paths) else []
     return Router.build(plans)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import faust.topics
+import faust.transport.conductor
 from faust.types import TP
 
 from dataflow.config import Settings
@@ -62,6 +64,10 @@ class DataflowApp(faust.App):  # type: ignore[misc]
         self.started_at = time.monotonic()
         self._assignment_seen: frozenset[TP] | None = None
         self._owned: set[int] = set()
+        self._subscribed: set[str] = set(router.source_topics)
+        self._generation_seen: int | None = None
+        self._holders: list[Any] = []
+        self._apply_lock = asyncio.Lock()
 
     async def _send(
         self,
@@ -74,12 +80,108 @@ class DataflowApp(faust.App):  # type: ignore[misc]
     ) -> Any:
         return await self.producer.send(topic, key, value, partition, timestamp, headers)
 
+    # ------------------------------------------------------------------ live pipeline changes
+    async def apply(self, router: Router, *, timeout: float = 60.0) -> None:
+        """Run ``router``'s pipelines from now on; returns once their topics are consumed here.
+
+        Topics are created first; a pipeline whose joins span topics of different partition counts is
+        refused (DataflowError) before anything changes. Pipelines whose topics are already
+        subscribed switch at once (one assignment of the router). New topics are added to the
+        consumer's subscription, which costs one consumer-group rebalance; records replayed by that
+        rebalance are recognised and skipped (see ``Engine.process``), so other pipelines neither
+        lose nor repeat messages.
+        """
+        async with self._apply_lock:
+            counts = await admin.ensure_topics(self.settings, router.topics)
+            problems = copartition_problems(router, counts, self.settings.partitions)
+            if problems:
+                raise DataflowError("; ".join(problems))
+            self.engine.partitions.update(counts)
+            new = set(router.source_topics) - self._subscribed
+            # route first: records of new topics can only arrive after the subscription changes
+            self.engine.router = router
+            self.metrics.pipelines.set(len(router.pipelines))
+            if new:
+                await self._subscribe(new, timeout)
+
+    async def watch_folder(self, paths: list[str], interval: float = 1.0) -> None:
+        """YAML mode: apply files added, changed (a new version) or removed while the worker runs.
+
+        A file that no longer validates is reported and changes nothing: the running pipelines stay.
+        """
+        from dataflow.control.yaml_source import fingerprint, plans_from_paths
+        from dataflow.errors import SpecError
+
+        seen = fingerprint(paths)
+        while not self.should_stop:
+            await asyncio.sleep(interval)
+            now = fingerprint(paths)
+            if now == seen:
+                continue
+            seen = now
+            try:
+                plans = plans_from_paths(paths, self.settings) if now else []
+            except SpecError as exc:
+                for line in exc.problems:
+                    log.error("pipelines not changed: %s", line)
+                continue
+            try:
+                await self.switch_to(Router.build(plans))
+            except DataflowError as exc:
+                log.error("pipelines not changed: %s", exc)
+
+    async def switch_to(self, target: Router) -> None:
+        """Move from the running pipelines to ``target``'s, a new version beside its old one until
+        the new one's topics are consumed (spec §3.3), then the old one stops."""
+        current = self.engine.router
+        added = [p for uid, p in target.pipelines.items() if uid not in current.pipelines]
+        removed = [p for uid, p in current.pipelines.items() if uid not in target.pipelines]
+        if added and set(target.source_topics) - self._subscribed:
+            await self.apply(Router.build([*current.pipelines.values(), *added]))
+        await self.apply(target)
+        for plan in added:
+            u = plan.update
+            log.info("pipeline %s v%d (uid %s): ready", u.pipeline, u.version, u.uid)
+        for plan in removed:
+            u = plan.update
+            log.info("pipeline %s v%d (uid %s): removed", u.pipeline, u.version, u.uid)
+
+    async def _subscribe(self, names: set[str], timeout: float) -> None:
+        self._subscribed |= names
+        agent = self.agents[AGENT_NAME]
+        # new actors clone the agent's channel, so they must see the new names; a fresh list keeps
+        # existing actors' clones as they are
+        agent.channel.topics = sorted(self._subscribed)
+        self.agents.update_topic_index()
+        holder = faust.topics.Topic(self, topics=sorted(names), active_partitions=set(), acks=True)
+        self._holders.append(holder)
+        self.topics.add(holder)
+        generation = self.consumer_generation_id
+        deadline = time.monotonic() + timeout
+        next_flag = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            assigned = {tp.topic for tp in self.consumer.assignment()}
+            settled = not self.rebalancing and self.consumer_generation_id != generation
+            if settled and self.is_ready and (names <= assigned or self._peers_may_own(names, assigned)):
+                return
+            if time.monotonic() > next_flag:
+                # a change flagged during a rebalance is dropped by Faust's conductor: flag it again
+                self.topics._flag_changes()
+                next_flag = time.monotonic() + 3.0
+        raise DataflowError(f"topics not consumed within {timeout:g} s: {', '.join(sorted(names))}")
+
+    def _peers_may_own(self, names: set[str], assigned: set[str]) -> bool:
+        """With several workers another one may hold the new partitions; the subscription is what
+        this worker can vouch for."""
+        return bool(self.consumer.assignment()) and names <= set(self.topics._topic_name_index)
+
     async def on_first_start(self) -> None:
         """Create every topic before the consumer subscribes (Faust only creates its own topics)."""
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
         router = self.engine.router
-        topics = {*router.topics, self.settings.namer.dead_letter()}
+        topics = {*router.topics, self.settings.namer.dead_letter(), self.settings.namer.errors}
         self.engine.partitions = await admin.ensure_topics(self.settings, topics)
         problems = copartition_problems(router, self.engine.partitions, self.settings.partitions)
         if problems:
@@ -107,7 +209,11 @@ class DataflowApp(faust.App):  # type: ignore[misc]
             self._set_ready(False)
             return
         assignment = frozenset(self.consumer.assignment())
-        if assignment == self._assignment_seen and self.is_ready:
+        if (
+            assignment == self._assignment_seen
+            and self.is_ready
+            and self._generation_seen == self.consumer_generation_id
+        ):
             return
         if self.consumer_generation_id is None or self.consumer_generation_id < 0:
             return
@@ -115,12 +221,17 @@ class DataflowApp(faust.App):  # type: ignore[misc]
             # position() resolves offset resets (latest) now rather than at the first fetch
             await asyncio.wait_for(self.consumer.position(tp), timeout=10)
         self._assignment_seen = assignment
+        self._generation_seen = self.consumer_generation_id
         self._owned = {tp.partition for tp in assignment}
         armed = self.engine.rebuild_index(self.owns_partition)
         if armed:
             log.info("dataflow: %d join state(s) restored and armed for expiry", armed)
         self.metrics.assigned_partitions.set(len(assignment))
         self._set_ready(True)
+
+    async def wait_until_ready(self) -> None:
+        while not self.is_ready and not self.should_stop:
+            await asyncio.sleep(0.1)
 
     def owns_partition(self, partition: int) -> bool:
         return partition in self._owned
@@ -152,10 +263,14 @@ class DataflowApp(faust.App):  # type: ignore[misc]
         return CheckResult(False, "waiting for partition assignment", details)
 
 
-def create_app(settings: Settings, router: Router) -> DataflowApp:
-    """Build the app and its routing agent for ``router``'s pipelines."""
-    if not router.source_topics:
-        raise DataflowError("no pipelines to run: give at least one pipeline")
+# Faust waits 45 s to coalesce subscription changes before it resubscribes; pipelines are created one
+# at a time and callers wait for them, so a short pause is the better trade.
+faust.transport.conductor.Conductor._resubscribe_sleep_lock_seconds = 0.5
+
+
+def create_app(settings: Settings, router: Router, *, watch: list[str] | None = None) -> DataflowApp:
+    """Build the app and its routing agent for ``router``'s pipelines; ``watch`` names pipeline files
+    or folders to follow while running (YAML mode)."""
     # Faust keeps local state here; tables arrive with joins.
     data_dir = Path(settings.data_dir) / settings.group_id
     app = DataflowApp(
@@ -188,7 +303,10 @@ def create_app(settings: Settings, router: Router) -> DataflowApp:
         web_tables_enabled=False,
         web_in_thread=False,
     )
-    channel = app.topic(*sorted(router.source_topics), key_type=bytes, value_type=bytes)
+    # The namespace's errors topic is read by every pipeline (its error step), so the agent always has
+    # a topic, also before the first pipeline arrives; others are added as pipelines need them.
+    app._subscribed.add(settings.namer.errors)
+    channel = app.topic(*sorted(app._subscribed), key_type=bytes, value_type=bytes)
     engine = app.engine
 
     async def route(stream: Any) -> None:
@@ -208,6 +326,13 @@ def create_app(settings: Settings, router: Router) -> DataflowApp:
     @app.task  # type: ignore[untyped-decorator]
     async def join_expiry() -> None:
         await app.sweep_joins()
+
+    if watch:
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def pipeline_files() -> None:
+            await app.wait_until_ready()
+            await app.watch_folder(watch)
 
     def _respond(web: Any, checks: dict[str, Any]) -> Any:
         status, body = evaluate(checks)

@@ -184,11 +184,14 @@ class Engine:
         default_partitions: int = 1,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        skip_replays: bool = True,
     ) -> None:
         self.router = router
         self.store: StateStore = store or MemoryStore()
         self.clock = clock
         # expiry index: (deadline ms, state key); stale heap items are skipped when popped
+        self._done: dict[tuple[str, int], int] = {}  # highest offset processed per topic partition
+        self.skip_replays = skip_replays
         self._deadlines: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
         self._send = send
@@ -199,6 +202,22 @@ class Engine:
 
     # ------------------------------------------------------------------ per record
     async def process(self, record: Record) -> None:
+        """Route one consumed record, unless this process already did (a rebalance replay).
+
+        A consumer-group rebalance makes Faust seek back to the last committed offset, so records
+        this worker finished a moment ago arrive again when it keeps the partition. The highest
+        offset done per partition is remembered here and such replays are skipped: a pipeline
+        change, which rebalances the group, neither repeats nor loses other pipelines' messages.
+        """
+        tp = (record.topic, record.partition)
+        if self.skip_replays and record.offset >= 0 and self._done.get(tp, -1) >= record.offset:
+            self.metrics.replays_skipped.inc()
+            return
+        await self._route(record)
+        if record.offset >= 0:
+            self._done[tp] = record.offset
+
+    async def _route(self, record: Record) -> None:
         routes = self.router.routes(record.topic)
         kind = payload_kind(record.topic)
         self.metrics.records_in.labels(kind.value).inc()
@@ -209,7 +228,7 @@ class Engine:
             members = self._split_batch(record)
             if members is not None:
                 for member in members:
-                    await self.process(member)
+                    await self._route(member)
                 return
             log.warning("record for an unknown batch (%s): passed on whole", record.where)
             record = dataclasses.replace(

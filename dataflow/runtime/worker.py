@@ -13,9 +13,11 @@ from dataflow.runtime.app import create_app
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, router: Router, loglevel: str = "info") -> int:
+def run_worker(
+    settings: Settings, router: Router, loglevel: str = "info", watch: list[str] | None = None
+) -> int:
     """Run until stopped; 0 after a clean stop, 1 after a crash (so the pod is restarted)."""
-    app = create_app(settings, router)
+    app = create_app(settings, router, watch=watch)
     worker = faust.Worker(app, loglevel=loglevel.upper(), redirect_stdouts=False, override_logging=False)
     try:
         worker.execute_from_commandline()

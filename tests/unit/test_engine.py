@@ -67,13 +67,22 @@ class Sent:
         return [r for r in self.records if r["topic"] == topic]
 
 
-def make_engine(yaml_text: str = CHAIN, partitions: int = 4) -> tuple[Engine, Sent]:
+def make_engine(
+    yaml_text: str = CHAIN, partitions: int = 4, skip_replays: bool = False
+) -> tuple[Engine, Sent]:
     plans = [
         plan_pipeline(compile_pipeline(lp.pipeline, NAMER, version=3), 60_000)
         for lp in load_text(yaml_text, "t.yaml")
     ]
     sent = Sent()
-    engine = Engine(Router.build(plans), sent.send, NAMER, Metrics(), default_partitions=partitions)
+    engine = Engine(
+        Router.build(plans),
+        sent.send,
+        NAMER,
+        Metrics(),
+        default_partitions=partitions,
+        skip_replays=skip_replays,
+    )
     return engine, sent
 
 
@@ -173,3 +182,23 @@ async def test_undecodable_record_is_dead_lettered_and_answered_with_an_error(va
     assert answer["partition"] == 2
     assert b"offset 41" in answer["value"]
     assert sent.to(NAMER.model_inputs("m2")) == []
+
+
+async def test_a_rebalance_replay_of_a_processed_record_is_skipped() -> None:
+    """After a rebalance Faust seeks back to the committed offset; what this worker already did is
+    not done again, while later offsets and other partitions still are."""
+    engine, sent = make_engine(skip_replays=True)
+    topic = NAMER.model_outputs("m1")
+    first = record(topic, response("OUTPUT0"))
+    await engine.process(first)
+    done = len(sent.records)
+    await engine.process(first)  # the replay
+    assert len(sent.records) == done
+    assert engine.metrics.replays_skipped._value.get() == 1
+    await engine.process(
+        Record(topic, first.partition, first.offset + 1, first.key, first.value, first.headers, 1.0)
+    )
+    await engine.process(
+        Record(topic, first.partition + 1, first.offset, first.key, first.value, first.headers, 1.0)
+    )
+    assert len(sent.records) == 3 * done
