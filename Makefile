@@ -39,7 +39,8 @@ typecheck: install
 
 # Regenerate the protobuf modules from dataflow/proto/*.proto (the generated files are committed).
 proto: install
-	$(BIN)/python -m grpc_tools.protoc -I dataflow/proto --python_out=dataflow/proto --pyi_out=dataflow/proto dataflow/proto/v2_dataplane.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. dataflow/proto/v2_dataplane.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. dataflow/proto/chainer.proto
 
 bench: install
 	$(BIN)/python -m dataflow.bench

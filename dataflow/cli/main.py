@@ -20,6 +20,7 @@ _COMMANDS = {
     "describe": "dataflow.cli.describe:describe",
     "infer": "dataflow.cli.infer:infer",
     "models": "dataflow.cli.models:models",
+    "scheduler": "dataflow.cli.scheduler:scheduler",
 }
 
 

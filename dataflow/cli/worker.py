@@ -18,9 +18,9 @@ from dataflow.errors import DataflowError
     "pipelines",
     envvar="DATAFLOW_PIPELINES",
     multiple=True,
-    required=True,
     type=click.Path(),
-    help="Pipeline YAML file or folder (repeatable). Env: DATAFLOW_PIPELINES.",
+    help="Pipeline YAML file or folder (repeatable), watched for changes. Env: DATAFLOW_PIPELINES. "
+    "Not needed in scheduler mode (SELDON_UPSTREAM_HOST set).",
 )
 @click.option(
     "--loglevel",
@@ -41,6 +41,12 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     loglevel = "warning" if loglevel.lower() == "warn" else loglevel.lower()
     settings = load_settings()
     paths = [p for chunk in pipelines for p in chunk.split(",") if p]
+    if not paths and not settings.upstream_host:
+        click.echo(
+            "error: give --pipelines PATH, or set SELDON_UPSTREAM_HOST to take pipelines from the scheduler",
+            err=True,
+        )
+        sys.exit(1)
     router = router_from_paths(paths, settings)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -21,21 +21,27 @@ import faust.transport.conductor
 from faust.types import TP
 
 from dataflow.config import Settings
+from dataflow.control import chainer
+from dataflow.control.scheduler_client import PipelineHost, SchedulerClient
 from dataflow.errors import DataflowError
 from dataflow.health import CheckResult, evaluate
 from dataflow.metrics import Metrics
-from dataflow.plan import Router, copartition_problems
+from dataflow.plan import PlanError, Router, copartition_problems, plan_pipeline
 from dataflow.runtime import admin
 from dataflow.runtime.engine import Engine, Record
 from dataflow.runtime.state import TABLE_NAME, TableStore
+from dataflow.updates import PipelineUpdate
 
 log = logging.getLogger(__name__)
 
 AGENT_NAME = "dataflow.route"
 
 
-class DataflowApp(faust.App):  # type: ignore[misc]
-    """A Faust app that owns the engine, the router and the readiness state."""
+class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
+    """A Faust app that owns the engine, the router and the readiness state.
+
+    It is also the :class:`PipelineHost` the scheduler client drives in scheduler mode.
+    """
 
     settings: Settings
     engine: Engine
@@ -68,6 +74,7 @@ class DataflowApp(faust.App):  # type: ignore[misc]
         self._generation_seen: int | None = None
         self._holders: list[Any] = []
         self._apply_lock = asyncio.Lock()
+        self.scheduler: SchedulerClient | None = None
 
     async def _send(
         self,
@@ -103,6 +110,28 @@ class DataflowApp(faust.App):  # type: ignore[misc]
             self.metrics.pipelines.set(len(router.pipelines))
             if new:
                 await self._subscribe(new, timeout)
+
+    # ------------------------------------------------------------------ scheduler mode (PipelineHost)
+    def is_running(self, uid: str) -> bool:
+        return uid in self.engine.router.pipelines
+
+    async def create(self, update: PipelineUpdate) -> None:
+        try:
+            plan = plan_pipeline(update, self.settings.join_window_ms)
+        except PlanError as exc:
+            reason = chainer.NOT_ALL_STEPS if "no sources" in str(exc) else chainer.INIT_ERROR.format(exc)
+            raise DataflowError(reason) from None
+        await self.apply(self.engine.router.with_pipeline(plan))
+
+    async def delete(self, update: PipelineUpdate) -> None:
+        if update.uid in self.engine.router.pipelines:
+            await self.apply(self.engine.router.without(update.uid))
+        topics = {t.topic_name for step in update.updates for t in (*step.sources, step.sink)}
+        if topics:
+            try:
+                await admin.delete_topics(self.settings, topics)
+            except Exception as exc:  # the reply carries the reason; the pipeline is stopped either way
+                raise DataflowError(chainer.TOPIC_DELETION_ERROR.format(exc)) from exc
 
     async def watch_folder(self, paths: list[str], interval: float = 1.0) -> None:
         """YAML mode: apply files added, changed (a new version) or removed while the worker runs.
@@ -256,6 +285,17 @@ class DataflowApp(faust.App):  # type: ignore[misc]
     def live_check(self) -> CheckResult:
         return CheckResult(not self.should_stop, "event loop answers")
 
+    def chainer_check(self) -> CheckResult:
+        """The reference's startup probe: the scheduler channel is READY, CONNECTING or IDLE."""
+        assert self.scheduler is not None
+        state = self.scheduler.channel_state()
+        details = {
+            "target": self.scheduler.target,
+            "state": state,
+            "subscribed": str(self.scheduler.connected),
+        }
+        return CheckResult(state in ("READY", "CONNECTING", "IDLE"), f"chainer channel {state}", details)
+
     def ready_check(self) -> CheckResult:
         details = {"assigned_partitions": str(len(self._assignment_seen or ()))}
         if self.is_ready:
@@ -327,6 +367,15 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
     async def join_expiry() -> None:
         await app.sweep_joins()
 
+    if settings.upstream_host:
+        app.scheduler = SchedulerClient(settings, app)
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def scheduler_subscription() -> None:
+            assert app.scheduler is not None
+            await app.wait_until_ready()
+            await app.scheduler.run()
+
     if watch:
 
         @app.task  # type: ignore[untyped-decorator]
@@ -348,7 +397,10 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
 
     @app.page("/startup")  # type: ignore[untyped-decorator]
     async def startup(web: Any, request: Any) -> Any:
-        return _respond(web, {"service": app.live_check})
+        checks = {"service": app.live_check}
+        if app.scheduler is not None:
+            checks["grpc-chainer"] = app.chainer_check
+        return _respond(web, checks)
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(web: Any, request: Any) -> Any:

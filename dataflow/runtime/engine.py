@@ -576,7 +576,7 @@ class Engine:
         error_headers = [*headers, (ERROR_HEADER, step.pipeline.encode())]
         topic = update.error_topic or self.namer.errors
         partition = self.partition_for(topic, record.key)
-        fut = await self._send(topic, record.key, text.encode(), partition, record.timestamp, error_headers)
+        fut = await self._produce(topic, record.key, text.encode(), partition, record.timestamp, error_headers)
         _on_done(fut, lambda exc: log.error("could not write revisit error to %s: %r", topic, exc))
 
     def _arm(self, key: bytes, deadline: int) -> None:
@@ -593,6 +593,28 @@ class Engine:
         return next((s for s in plan.steps if s.step_id == name), None)
 
     # ------------------------------------------------------------------ output
+    async def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        timestamp: float | None,
+        headers: Headers,
+    ) -> Awaitable[Any]:
+        """Hand a record to the producer; a refusal is returned as a failed future, never raised.
+
+        aiokafka refuses some records at once (a record over the size limit raises inside ``send``)
+        and others later (the broker's answer): both must reach the same error path, or the caller
+        would wait for an answer that never comes (case BR-07).
+        """
+        try:
+            return await self._send(topic, key, value, partition, timestamp, headers)
+        except Exception as exc:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
     def partition_for(self, topic: str, key: bytes | None) -> int:
         return partition_for_key(key, self.partitions.get(topic, self.default_partitions))
 
@@ -605,7 +627,7 @@ class Engine:
                 await self._revisits_exceeded(plan.update, step, record, headers, over)
                 return
         partition = self.partition_for(step.sink, record.key)
-        fut = await self._send(step.sink, record.key, value, partition, record.timestamp, headers)
+        fut = await self._produce(step.sink, record.key, value, partition, record.timestamp, headers)
         self.metrics.step_records.labels(step.pipeline, step.step_id).inc()
         self.metrics.bytes_out.labels(step.pipeline, step.step_id).inc(len(value))
         _on_done(fut, lambda exc: self._produce_failed(step, record, exc))
@@ -626,7 +648,7 @@ class Engine:
         headers = rewrite_headers(record.headers, step.pipeline, step.version)
         headers.append((ERROR_HEADER, step.pipeline.encode()))
         partition = self.partition_for(output_topic, record.key)
-        fut = await self._send(
+        fut = await self._produce(
             output_topic, record.key, f"dataflow: {reason}".encode(), partition, None, headers
         )
         self.metrics.error_replies.labels(step.pipeline).inc()
@@ -645,7 +667,7 @@ class Engine:
             *record.headers,
         ]
         dlq = self.namer.dead_letter()
-        fut = await self._send(
+        fut = await self._produce(
             dlq, record.key, record.value, self.partition_for(dlq, record.key), None, headers
         )
         self.metrics.dead_letters.labels(_reason_label(reason)).inc()
