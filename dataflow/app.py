@@ -26,6 +26,7 @@ def _build() -> DataflowApp:
         # fail here with one line rather than with a traceback once Faust's loop runs
         admin.check_port_free(settings.health_port)
         asyncio.run(admin.check_broker(settings))
+        asyncio.run(admin.prepare(settings, router))
         return create_app(settings, router, watch=paths)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")

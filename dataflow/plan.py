@@ -6,6 +6,7 @@ built once per pipeline change, not per record (spec §4.1, §2.4).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -153,8 +154,8 @@ def plan_pipeline(update: PipelineUpdate, default_window_ms: int) -> PipelinePla
         update.updates, key=lambda u: (u.sink.topic_name, ",".join(s.topic_name for s in u.sources))
     )
     steps = tuple(plan_step(u, update, default_window_ms) for u in ordered)
-    ids = [s.step_id for s in steps]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(s.step_id for s in steps)
+    dupes = sorted(i for i, n in counts.items() if n > 1)
     if dupes:
         raise PlanError(
             f"pipeline {update.pipeline!r}: several steps write the same topic: {', '.join(dupes)}"

@@ -129,7 +129,8 @@ def partition_for_key(key: bytes | str | None, num_partitions: int) -> int:
     head = raw.split(".", 1)[0]
     # Python's int() also takes " 3", "3 " and "1_0"; the reference's integer parse does not.
     digits = head[1:] if head[:1] in ("+", "-") else head
-    if not digits.isdecimal():
+    # beyond a 32-bit int the reference's parse fails too; it also keeps int() off 5000-digit keys
+    if not digits.isdecimal() or len(digits) > 10:
         return 0
     value = int(head)
     return min(max(value, 0), num_partitions - 1)

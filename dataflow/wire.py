@@ -79,9 +79,34 @@ def scan(data: bytes, *, request: bool) -> list[Field]:
             raise CodecError(
                 f"not a valid {kind}: field {number} at byte {start} runs past the end ({end} bytes)"
             )
+        if number == _TENSORS:
+            _check_tensor(data, pos, pos + length, kind)
         fields.append(Field(number, start, pos, pos + length))
         pos += length
     return fields
+
+
+# tensor fields: 1 name, 2 datatype, 3 shape (packed, or one varint each), 4 parameters, 5 contents
+_TENSOR_WIRE = {1: (_LEN,), 2: (_LEN,), 3: (0, _LEN), 4: (_LEN,), 5: (_LEN,)}
+
+
+def _check_tensor(data: bytes, pos: int, end: int, kind: str) -> None:
+    """Walk one tensor's fields (not its contents): bytes forwarded unparsed must still be a tensor,
+    or a record of garbage would pass the fast path and reach a model or a caller."""
+    start = pos
+    try:
+        while pos < end:
+            tag, pos = _varint(data, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type not in _TENSOR_WIRE.get(number, ()):
+                raise CodecError(f"unexpected tensor field {number} (wire type {wire_type})")
+            length, pos = _varint(data, pos)
+            if wire_type == _LEN:
+                pos += length
+            if pos > end:
+                raise CodecError("tensor field runs past the tensor")
+    except CodecError as exc:
+        raise CodecError(f"not a valid {kind}: tensor at byte {start}: {exc}") from None
 
 
 def counts(fields: list[Field], *, request: bool) -> tuple[int, int]:

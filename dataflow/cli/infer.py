@@ -18,7 +18,7 @@ import click
 
 from dataflow import client
 from dataflow.config import load_settings
-from dataflow.errors import CodecError
+from dataflow.errors import CodecError, DataflowError
 from dataflow.tensors import request_from_json
 
 EXIT_BAD_INPUT = 1
@@ -81,6 +81,8 @@ def infer(
         request = request_from_json(body)
     except CodecError as exc:
         _fail(EXIT_BAD_INPUT, f"invalid request: {exc}")
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a shape beyond int64
+        _fail(EXIT_BAD_INPUT, f"invalid request: {type(exc).__name__}: {exc}")
     settings = load_settings()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # failures are reported once, below
     try:
@@ -89,6 +91,10 @@ def infer(
         _fail(EXIT_PIPELINE_ERROR, str(exc))
     except client.InferTimeout as exc:
         _fail(EXIT_TIMEOUT, str(exc))
+    except DataflowError:
+        raise  # main() prints it as one line
+    except Exception as exc:  # anything the client library raises (a record over the size limit...)
+        _fail(EXIT_BAD_INPUT, f"request not sent: {type(exc).__name__}: {exc}")
     click.echo(_pretty(result.to_json()))
 
 

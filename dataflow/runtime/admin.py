@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow.config import Settings
 from dataflow.errors import ConnectError, DataflowError
+from dataflow.plan import Router, copartition_problems
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +146,13 @@ def check_port_free(port: int, setting: str = "SELDON_HEALTH_SERVER_PORT") -> No
             sock.bind(("0.0.0.0", port))
         except OSError as exc:
             raise DataflowError(f"port {port} ({setting}) is not free: {exc.strerror}") from None
+
+
+async def prepare(settings: Settings, router: Router) -> dict[str, int]:
+    """Create every topic the pipelines use and refuse joins over topics of different partition counts."""
+    topics = {*router.topics, settings.namer.dead_letter(), settings.namer.errors}
+    counts = await ensure_topics(settings, topics)
+    problems = copartition_problems(router, counts, settings.partitions)
+    if problems:
+        raise DataflowError("; ".join(problems))
+    return counts

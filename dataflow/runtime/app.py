@@ -210,11 +210,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
         router = self.engine.router
-        topics = {*router.topics, self.settings.namer.dead_letter(), self.settings.namer.errors}
-        self.engine.partitions = await admin.ensure_topics(self.settings, topics)
-        problems = copartition_problems(router, self.engine.partitions, self.settings.partitions)
-        if problems:
-            raise DataflowError("; ".join(problems))
+        self.engine.partitions = await admin.prepare(self.settings, router)
         self.metrics.pipelines.set(len(router.pipelines))
         log.info(
             "dataflow: %d pipeline(s), %d source topic(s), group %s",

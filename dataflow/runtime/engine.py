@@ -238,11 +238,13 @@ class Engine:
             await self._reject(record, matching, "empty record (null value)")
             return
         payload = _Payload(record.value, kind is PayloadKind.REQUEST)
+        fired = False
         for route in matching:
             try:
                 started = time.perf_counter()
                 if route.is_trigger:
                     if _has_tensors(payload, route.source.desired):
+                        fired = True
                         for emission in self._arrive(route, record, b""):
                             await self._emit_joined(route.step, record, emission)
                     continue
@@ -258,6 +260,7 @@ class Engine:
             if out is None:
                 self.metrics.step_dropped.labels(step.pipeline, step.step_id, "no-wanted-tensors").inc()
                 continue
+            fired = True
             if needs_state(step):
                 for emission in self._arrive(route, record, out):
                     await self._emit_joined(step, record, emission)
@@ -265,6 +268,26 @@ class Engine:
                 await self._add_to_batch(step, record, out)
             else:
                 await self._emit(step, record, out)
+        if not fired:
+            await self._unanswerable(record, matching)
+
+    async def _unanswerable(self, record: Record, routes: Sequence[Route]) -> None:
+        """A request on a pipeline's inputs that no step takes (no tensor any step reads) can never be
+        answered: tell its caller now rather than let it wait for its timeout."""
+        answered: set[str] = set()
+        for route in routes:
+            pipeline = route.step.pipeline
+            plan = self.router.pipelines.get(route.step.uid)
+            if (
+                plan is None
+                or pipeline in answered
+                or not record.topic.endswith(f".pipeline.{pipeline}.inputs")
+            ):
+                continue
+            answered.add(pipeline)
+            reason = f"no step of pipeline {pipeline} takes any tensor of this request ({record.where})"
+            log.info("%s", reason)
+            await self._error_reply(plan.update.output_topic, route.step, record, reason)
 
     def _convert(self, payload: _Payload, source: SourcePlan) -> bytes | None:
         if source.kind is ChainKind.PASSTHROUGH:
@@ -576,7 +599,9 @@ class Engine:
         error_headers = [*headers, (ERROR_HEADER, step.pipeline.encode())]
         topic = update.error_topic or self.namer.errors
         partition = self.partition_for(topic, record.key)
-        fut = await self._produce(topic, record.key, text.encode(), partition, record.timestamp, error_headers)
+        fut = await self._produce(
+            topic, record.key, text.encode(), partition, record.timestamp, error_headers
+        )
         _on_done(fut, lambda exc: log.error("could not write revisit error to %s: %r", topic, exc))
 
     def _arm(self, key: bytes, deadline: int) -> None:

@@ -101,7 +101,8 @@ def _pydantic_problems(exc: ValidationError) -> list[tuple[list[int | str], str]
         elif kind == "string_type" and err.get("input") is None:
             msg = "empty value (a list item or field with nothing after it)"
         elif kind == "literal_error":
-            msg = f"{err['msg']} (got {err.get('input')!r})"
+            got = repr(err.get("input"))
+            msg = f"{err['msg']} (got {got[:80] + '…' if len(got) > 80 else got})"
         else:
             msg = err["msg"]
         out.append((loc, msg))
@@ -125,7 +126,18 @@ def load_text(text: str, source: str) -> list[LoadedPipeline]:
         raise SpecError([f"{source}: no pipeline in file (empty YAML)"])
     for index, node in enumerate(docs):
         label = source if len(docs) == 1 else f"{source}#{index + 1}"
-        data: Any = _construct(node)
+        duplicates = list(_duplicate_keys(node))
+        for dup in duplicates:
+            problems.append(f"{source}:{dup.start_mark.line + 1}: duplicate key {dup.value!r} in one mapping")
+        try:
+            data: Any = _construct(node)
+        except (yaml.YAMLError, TypeError, ValueError, RecursionError) as exc:
+            mark = getattr(exc, "problem_mark", None) or node.start_mark
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            problems.append(f"{source}:{mark.line + 1}: cannot read this YAML: {problem}")
+            continue
+        if duplicates:
+            continue
         if not isinstance(data, dict):
             line = node.start_mark.line + 1
             problems.append(f"{source}:{line}: expected a Pipeline mapping, got {type(data).__name__}")
@@ -150,6 +162,29 @@ def load_text(text: str, source: str) -> list[LoadedPipeline]:
 
 def _is_blank(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value == ""
+
+
+def _duplicate_keys(root: yaml.Node) -> list[yaml.Node]:
+    """Keys repeated within one mapping: YAML loaders keep the last silently, Kubernetes refuses them."""
+    found: list[yaml.Node] = []
+    stack = [root]
+    seen_nodes: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # aliases share nodes; visit each once
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        found.append(key)
+                    keys.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return found
 
 
 def _construct(node: yaml.Node) -> Any:

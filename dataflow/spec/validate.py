@@ -16,7 +16,13 @@ Problem = tuple[str, str]
 NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
 
 
+# Kafka topic names are at most 249 characters; `<prefix>.<namespace>.pipeline.<name>.outputs` must fit.
+MAX_NAME = 160
+
+
 def _name_problem(name: str) -> str | None:
+    if len(name) > MAX_NAME:
+        return f"name is {len(name)} characters long; at most {MAX_NAME} fit in a Kafka topic name"
     if not NAME_RE.match(name):
         return f"invalid name {name!r}: use letters, digits, '-' and '_' (no dots), starting and ending alphanumeric"
     return None
@@ -135,26 +141,30 @@ def validate_pipeline(p: Pipeline) -> list[Problem]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """A cycle in ``step -> steps it reads from`` as a list of names in data-flow order, or None."""
+    """A cycle in ``step -> steps it reads from`` as a list of names in data-flow order, or None.
+
+    Iterative, so a chain of thousands of steps does not exhaust Python's recursion limit.
+    """
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(graph, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = grey
-        stack.append(node)
-        for dep in sorted(graph.get(node, ())):
+    for start in sorted(graph):
+        if color[start] != white:
+            continue
+        path: list[str] = [start]
+        iters = [iter(sorted(graph.get(start, ())))]
+        color[start] = grey
+        while iters:
+            dep = next(iters[-1], None)
+            if dep is None:
+                color[path.pop()] = black
+                iters.pop()
+                continue
             state = color.get(dep, black)
             if state == grey:
-                loop = [*stack[stack.index(dep) :], dep]
+                loop = [*path[path.index(dep) :], dep]
                 return list(reversed(loop))
-            if state == white and (found := visit(dep)):
-                return found
-        stack.pop()
-        color[node] = black
-        return None
-
-    for start in sorted(graph):
-        if color[start] == white and (found := visit(start)):
-            return found
+            if state == white:
+                color[dep] = grey
+                path.append(dep)
+                iters.append(iter(sorted(graph.get(dep, ()))))
     return None

@@ -202,3 +202,43 @@ async def test_a_rebalance_replay_of_a_processed_record_is_skipped() -> None:
         Record(topic, first.partition + 1, first.offset, first.key, first.value, first.headers, 1.0)
     )
     assert len(sent.records) == 3 * done
+
+
+async def test_a_request_no_step_takes_is_answered_with_an_error() -> None:
+    """A request without any tensor a step reads would never be answered: its caller hears so now."""
+    engine, sent = make_engine()
+    empty = ModelInferRequest(id="r").SerializeToString()
+    await engine.process(record(NAMER.pipeline_inputs("chain"), empty))
+    [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert dict(answer["headers"])[ERROR_HEADER] == b"chain"
+    assert b"no step of pipeline chain takes any tensor" in answer["value"]
+    assert sent.to(NAMER.model_inputs("m1")) == []
+
+
+async def test_garbage_inside_a_tensor_does_not_pass_the_fast_path() -> None:
+    """The output step forwards bytes unparsed; a record whose tensor is garbage is still rejected."""
+    engine, sent = make_engine()
+    await engine.process(record(NAMER.model_outputs("m2"), bytes.fromhex("2a05ffffffffff")))
+    assert len(sent.to(NAMER.dead_letter())) == 1
+    [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert ERROR_HEADER in dict(answer["headers"])
+
+
+async def test_a_record_the_producer_refuses_at_once_is_answered_with_an_error() -> None:
+    """aiokafka raises some refusals (a record over the size limit) inside send(): case BR-07."""
+    engine, sent = make_engine()
+    original = sent.send
+
+    async def refusing(topic: str, *args: Any) -> Any:
+        if topic == NAMER.pipeline_outputs("chain") and not any(k == ERROR_HEADER for k, _ in args[-1]):
+            raise RuntimeError("MessageSizeTooLargeError: the message is 3000246 bytes")
+        return await original(topic, *args)
+
+    engine._send = refusing
+    await engine.process(record(NAMER.model_outputs("m2"), response("OUTPUT0")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert dict(answer["headers"])[ERROR_HEADER] == b"chain"
+    assert b"MessageSizeTooLargeError" in answer["value"]
+    assert engine.metrics.produce_errors.labels("chain", "(output)")._value.get() == 1
