@@ -68,6 +68,10 @@ class Metrics:
         self.assigned_partitions = Gauge(
             "dataflow_assigned_partitions", "Topic partitions assigned to this worker.", registry=r
         )
+        self.state_entries = Gauge(
+            "dataflow_state_entries", "Join, batch and loop-counter entries this worker keeps.", registry=r
+        )
+        self.tasks = Gauge("dataflow_asyncio_tasks", "asyncio tasks alive in the worker.", registry=r)
         self.ready = Gauge("dataflow_ready", "1 when the worker is ready to process records.", registry=r)
 
     def render(self) -> bytes:

@@ -242,9 +242,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             return
         if self.consumer_generation_id is None or self.consumer_generation_id < 0:
             return
-        for tp in assignment:
-            # position() resolves offset resets (latest) now rather than at the first fetch
-            await asyncio.wait_for(self.consumer.position(tp), timeout=10)
+        fresh = assignment - (self._assignment_seen or frozenset())
+        await self._pin_start_positions([tp for tp in fresh if tp.topic in self._subscribed])
         self._assignment_seen = assignment
         self._generation_seen = self.consumer_generation_id
         self._owned = {tp.partition for tp in assignment}
@@ -257,6 +256,30 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
     async def wait_until_ready(self) -> None:
         while not self.is_ready and not self.should_stop:
             await asyncio.sleep(0.1)
+
+    async def _pin_start_positions(self, tps: list[TP]) -> None:
+        """Resolve where each newly assigned partition starts, and commit it if nothing is committed.
+
+        With ``auto.offset.reset=latest`` a partition that has no committed offset restarts at the
+        end after every rebalance, skipping whatever arrived meanwhile; Faust commits only offsets
+        of processed records, so a quiet partition can stay uncommitted for a long time. Committing
+        the start position once makes every later rebalance resume exactly where we were.
+        """
+        if not tps:
+            return
+        thread = self.consumer._thread
+        aiokafka_consumer = thread._ensure_consumer()
+        pinned: dict[TP, int] = {}
+        for tp in tps:
+            position = await asyncio.wait_for(self.consumer.position(tp), timeout=10)
+            committed = await asyncio.wait_for(
+                thread.call_thread(aiokafka_consumer.committed, _aiokafka_tp(tp)), timeout=10
+            )
+            if committed is None and position is not None:
+                pinned[tp] = position
+        if pinned:
+            await asyncio.wait_for(thread.commit(pinned), timeout=10)
+            log.info("dataflow: start positions committed for %d new partition(s)", len(pinned))
 
     def owns_partition(self, partition: int) -> bool:
         return partition in self._owned
@@ -271,6 +294,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 await self.engine.sweep(self.owns_partition)
             except Exception:  # a failing sweep must not stop the next one
                 log.exception("join expiry sweep failed")
+            self.metrics.state_entries.set(len(self.engine.store.all_keys()))
+            self.metrics.tasks.set(len(asyncio.all_tasks()))
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self.is_ready:
@@ -297,6 +322,12 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         if self.is_ready:
             return CheckResult(True, "partitions assigned and positioned", details)
         return CheckResult(False, "waiting for partition assignment", details)
+
+
+def _aiokafka_tp(tp: TP) -> Any:
+    from aiokafka.structs import TopicPartition
+
+    return TopicPartition(tp.topic, tp.partition)
 
 
 # Faust waits 45 s to coalesce subscription changes before it resubscribes; pipelines are created one

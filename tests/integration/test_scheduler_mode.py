@@ -14,6 +14,7 @@ from dataflow.config import Settings
 from dataflow.control import chainer
 from dataflow.proto import chainer_pb2 as pb
 from dataflow.tensors import request_from_json
+from dataflow.testing.kafka import read_all
 from dataflow.testing.scheduler import FakeScheduler
 from dataflow.updates import Operation
 
@@ -158,3 +159,262 @@ async def test_scheduler_restart_keeps_pipelines_serving(workers, models, settin
             await task
             await restarted.stop()
     assert during > 0 and answered > during
+
+
+FANIN = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: fanin}
+spec:
+  steps:
+    - name: sumdiff-a
+    - name: sumdiff-b
+    - name: sumdiff-c
+      inputs: [sumdiff-a.outputs.OUTPUT0, sumdiff-b.outputs.OUTPUT1]
+      tensorMap:
+        sumdiff-a.outputs.OUTPUT0: INPUT0
+        sumdiff-b.outputs.OUTPUT1: INPUT1
+  output:
+    steps: [sumdiff-c]%s
+"""
+
+EVENS = [2 * i for i in ONES]
+
+
+async def test_a_new_version_takes_over_without_failures(
+    scheduler: FakeScheduler, workers, models, settings: Settings
+) -> None:
+    """BR-12: v2 runs beside v1 until ready, v1 is then deleted, and v2 keeps answering."""
+    workers(extra_env=scheduled(scheduler, "replica-e"))
+    await scheduler.wait_for_subscriber("replica-e", timeout=30)
+    v1 = await scheduler.create(FANIN % "")
+    assert (await scheduler.wait_for_reply("fanin", Operation.CREATE, uid=v1.uid, timeout=10)).success
+    failures: list[BaseException] = []
+    answered = 0
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                result = await client.infer(settings, "fanin", body(), timeout=10)
+                outs = {o["name"]: o["data"] for o in result.to_json()["outputs"]}
+                assert outs == {"OUTPUT0": EVENS, "OUTPUT1": EVENS}
+                answered += 1
+            except (client.InferTimeout, AssertionError) as exc:
+                failures.append(exc)
+            await asyncio.sleep(0.05)
+
+    async with models("sumdiff-a", "sumdiff-b", "sumdiff-c"):
+        task = asyncio.create_task(traffic())
+        await asyncio.sleep(1.5)
+        v2 = await scheduler.create(FANIN % "\n    stepsJoin: outer")
+        assert v2.version == 2 and v2.uid != v1.uid
+        assert (await scheduler.wait_for_reply("fanin", Operation.CREATE, uid=v2.uid, timeout=10)).success
+        # the fake, as Seldon's scheduler, deletes v1 once v2 is ready
+        gone = await scheduler.wait_for_reply("fanin", Operation.DELETE, uid=v1.uid, timeout=10)
+        assert gone.success
+        before = answered
+        await asyncio.sleep(3)  # v2 alone now
+        stop.set()
+        await task
+    assert not failures, failures[:3]
+    assert answered > before > 0
+
+
+STATEFUL = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: stateful}
+spec:
+  steps:
+    - name: add10
+      inputs: [stateful.inputs.INPUT]
+    - name: mul10
+      inputs: [stateful.inputs.INPUT]
+    - name: echo
+      inputs: [add10.outputs.OUTPUT, mul10.outputs.OUTPUT]
+      tensorMap: {add10.outputs.OUTPUT: X, mul10.outputs.OUTPUT: Y}
+      triggers: [stateful.inputs.go]
+  output:
+    steps: [echo]
+"""
+
+
+async def test_create_is_idempotent_and_failures_keep_their_cause(
+    scheduler: FakeScheduler, workers, models, settings: Settings
+) -> None:
+    """BR-14: a repeated create is acknowledged without a restart; a failing create reports its real
+    cause, every time, and leaves the control stream and other pipelines alone."""
+    workers(extra_env=scheduled(scheduler, "replica-f"))
+    await scheduler.wait_for_subscriber("replica-f", timeout=30)
+    sent = await scheduler.create(STATEFUL)
+    assert (await scheduler.wait_for_reply("stateful", Operation.CREATE, uid=sent.uid, timeout=10)).success
+    request = request_from_json(
+        {
+            "inputs": [
+                {"name": "INPUT", "datatype": "FP32", "shape": [2], "data": [1, 2]},
+                {"name": "go", "datatype": "FP32", "shape": [1], "data": [1]},
+            ]
+        }
+    )
+    async with models("add10", "mul10", "echo"):
+
+        async def ask_stateful() -> dict[str, list[float]]:
+            result = await client.infer(settings, "stateful", request, timeout=20)
+            return {o["name"]: o["data"] for o in result.to_json()["outputs"]}
+
+        assert await ask_stateful() == {"X": [11, 12], "Y": [10, 20]}
+        resent = pb.PipelineUpdateMessage()
+        resent.CopyFrom(sent)
+        resent.timestamp = sent.timestamp + 100
+        await scheduler.send_raw(resent)
+        again = await scheduler.wait_for_reply(
+            "stateful", Operation.CREATE, uid=sent.uid, timestamp=resent.timestamp, timeout=5
+        )
+        assert again.success and again.reason == chainer.READY
+        assert await ask_stateful() == {"X": [11, 12], "Y": [10, 20]}
+        # a broken create: a step without sources
+        broken = pb.PipelineUpdateMessage(
+            op=pb.PipelineUpdateMessage.Create, pipeline="broken", version=1, uid="u-broken"
+        )
+        broken.updates.add().sink.topicName = settings.namer.model_inputs("add10")
+        reasons = []
+        for stamp in (1, 2):
+            broken.timestamp = stamp
+            await scheduler.send_raw(broken)
+            reply = await scheduler.wait_for_reply("broken", Operation.CREATE, timestamp=stamp, timeout=5)
+            assert not reply.success
+            reasons.append(reply.reason)
+        assert reasons == [chainer.NOT_ALL_STEPS, chainer.NOT_ALL_STEPS]
+        assert await ask_stateful() == {"X": [11, 12], "Y": [10, 20]}
+    assert scheduler.subscribers == ["replica-f"]
+
+
+STEADY = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: steady}
+spec:
+  steps:
+    - name: add10
+  output:
+    steps: [add10]
+"""
+
+CHURN = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: churn-%d}
+spec:
+  steps:
+    - name: mul10
+    - name: echo
+      inputs: [mul10, churn-%d.inputs]
+      tensorMap: {mul10.outputs.OUTPUT: M}
+  output:
+    steps: [echo]
+"""
+
+
+def metric(worker: Any, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.health_port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"metric {name} not found")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_fifty_creates_and_deletes_beside_steady_traffic(
+    scheduler: FakeScheduler, workers, models, settings: Settings
+) -> None:
+    """Pipelines come and go while another serves traffic: nothing lost or repeated on the steady
+    pipeline, and nothing left behind (tasks, state, memory)."""
+    worker = workers(extra_env=scheduled(scheduler, "replica-g"))
+    await scheduler.wait_for_subscriber("replica-g", timeout=30)
+    steady = await scheduler.create(STEADY)
+    assert (await scheduler.wait_for_reply("steady", Operation.CREATE, uid=steady.uid, timeout=10)).success
+    latencies: list[float] = []
+    phase: dict[str, list[float]] = {"new topics": [], "known topics": []}
+    current = phase["new topics"]
+    stop = asyncio.Event()
+    request = request_from_json(
+        {"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [2], "data": [1, 2]}]}
+    )
+
+    async def traffic() -> None:
+        nonlocal current
+        while not stop.is_set():
+            try:
+                result = await client.infer(settings, "steady", request, timeout=20)
+            except client.InferTimeout as exc:
+                key = exc.key.encode()
+                for topic in (
+                    settings.namer.pipeline_inputs("steady"),
+                    settings.namer.model_inputs("add10"),
+                    settings.namer.model_outputs("add10"),
+                    settings.namer.pipeline_outputs("steady"),
+                ):
+                    found = [
+                        r.offset
+                        for r in await read_all(settings, topic, count=100000, timeout=3)
+                        if r.key == key
+                    ]
+                    print("LOST", topic, found)
+                raise
+            assert result.to_json()["outputs"][0]["data"] == [11, 12]
+            latencies.append(result.elapsed_s)
+            current.append(result.elapsed_s)
+
+    async def cycle(i: int) -> None:
+        created = await scheduler.create(CHURN % (i % 5, i % 5))
+        reply = await scheduler.wait_for_reply(
+            created.pipeline, Operation.CREATE, uid=created.uid, timeout=30
+        )
+        assert reply.success, reply.reason
+        deleted = await scheduler.delete(created.pipeline)
+        reply = await scheduler.wait_for_reply(
+            created.pipeline, Operation.DELETE, uid=deleted.uid, timeout=30
+        )
+        assert reply.success, reply.reason
+
+    async with models("add10"):
+        task = asyncio.create_task(traffic())
+        for i in range(5):  # warm up: each name's topics join the subscription once
+            await cycle(i)
+        await asyncio.sleep(1)
+        assert worker.proc is not None
+        rss_before, tasks_before = rss_kib(worker.proc.pid), metric(worker, "dataflow_asyncio_tasks")
+        current = phase["known topics"]
+        for i in range(5, 55):
+            await cycle(i)
+        await asyncio.sleep(1.5)
+        rss_after, tasks_after = rss_kib(worker.proc.pid), metric(worker, "dataflow_asyncio_tasks")
+        stop.set()
+        await task
+    assert metric(worker, "dataflow_state_entries") == 0
+    assert metric(worker, "dataflow_pipelines") == 1
+    assert tasks_after <= tasks_before + 2, (tasks_before, tasks_after)
+    assert rss_after < rss_before * 1.10, (rss_before, rss_after)
+    outputs = await read_all(
+        settings, settings.namer.pipeline_outputs("steady"), count=len(latencies) + 10, timeout=5
+    )
+    assert len({r.key for r in outputs}) == len(outputs) == len(latencies)  # none lost, none repeated
+    for name, values in phase.items():
+        values.sort()
+        p99 = values[max(0, int(len(values) * 0.99) - 1)]
+        print(
+            f"\nsteady pipeline while pipelines with {name} come and go: {len(values)} requests, "
+            f"p50 {values[len(values) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms"
+        )
+    print(f"worker RSS {rss_before} -> {rss_after} KiB over 50 create/delete cycles")
