@@ -404,7 +404,9 @@ async def test_fifty_creates_and_deletes_beside_steady_traffic(
         await task
     assert metric(worker, "dataflow_state_entries") == 0
     assert metric(worker, "dataflow_pipelines") == 1
-    assert tasks_after <= tasks_before + 2, (tasks_before, tasks_after)
+    # the gauge is a sample and Kafka clients keep a few short-lived tasks; a leak of one task per
+    # pipeline would add 50
+    assert tasks_after <= tasks_before + 10, (tasks_before, tasks_after)
     assert rss_after < rss_before * 1.10, (rss_before, rss_after)
     outputs = await read_all(
         settings, settings.namer.pipeline_outputs("steady"), count=len(latencies) + 10, timeout=5
