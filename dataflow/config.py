@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(30.0, alias="DATAFLOW_CONNECT_TIMEOUT_SECONDS", gt=0)
     commit_interval_s: float = Field(1.0, alias="DATAFLOW_COMMIT_INTERVAL_SECONDS", gt=0)
     session_timeout_s: float = Field(10.0, alias="DATAFLOW_SESSION_TIMEOUT_SECONDS", gt=0)
+    unsubscribe_after_s: float = Field(30.0, alias="DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS", ge=0)
 
     @field_validator("namespace")
     @classmethod

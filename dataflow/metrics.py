@@ -72,6 +72,9 @@ class Metrics:
             "dataflow_state_entries", "Join, batch and loop-counter entries this worker keeps.", registry=r
         )
         self.tasks = Gauge("dataflow_asyncio_tasks", "asyncio tasks alive in the worker.", registry=r)
+        self.subscribed_topics = Gauge(
+            "dataflow_subscribed_topics", "Data topics this worker's consumer subscribes to.", registry=r
+        )
         self.ready = Gauge("dataflow_ready", "1 when the worker is ready to process records.", registry=r)
 
     def render(self) -> bytes:

@@ -72,7 +72,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._owned: set[int] = set()
         self._subscribed: set[str] = set(router.source_topics)
         self._generation_seen: int | None = None
-        self._holders: list[Any] = []
+        self._topic_list: list[str] = []  # shared by the agent's channel and all its clones
         self._apply_lock = asyncio.Lock()
         self.scheduler: SchedulerClient | None = None
 
@@ -177,28 +177,73 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
 
     async def _subscribe(self, names: set[str], timeout: float) -> None:
         self._subscribed |= names
-        agent = self.agents[AGENT_NAME]
-        # new actors clone the agent's channel, so they must see the new names; a fresh list keeps
-        # existing actors' clones as they are
-        agent.channel.topics = sorted(self._subscribed)
+        await self._resubscribe(timeout, added=names)
+
+    async def _resubscribe(self, timeout: float, added: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Make the consumer's subscription equal ``self._subscribed`` and wait for the rebalance.
+
+        Every actor's channel is a clone of the agent's and shares its list of topic names, so one
+        in-place change of that list is seen by the agent, its actors and the conductor alike.
+        """
+        self._topic_list[:] = sorted(self._subscribed)
         self.agents.update_topic_index()
-        holder = faust.topics.Topic(self, topics=sorted(names), active_partitions=set(), acks=True)
-        self._holders.append(holder)
-        self.topics.add(holder)
+        self.topics._flag_changes()
+        self.metrics.subscribed_topics.set(len(self._subscribed))
         generation = self.consumer_generation_id
         deadline = time.monotonic() + timeout
         next_flag = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
             assigned = {tp.topic for tp in self.consumer.assignment()}
-            settled = not self.rebalancing and self.consumer_generation_id != generation
-            if settled and self.is_ready and (names <= assigned or self._peers_may_own(names, assigned)):
+            settled = not self.rebalancing and self.consumer_generation_id != generation and self.is_ready
+            if (
+                settled
+                and not (assigned - self._subscribed - self._internal_topics())
+                and (added <= assigned or self._peers_may_own(added, assigned))
+            ):
                 return
             if time.monotonic() > next_flag:
                 # a change flagged during a rebalance is dropped by Faust's conductor: flag it again
                 self.topics._flag_changes()
                 next_flag = time.monotonic() + 3.0
-        raise DataflowError(f"topics not consumed within {timeout:g} s: {', '.join(sorted(names))}")
+        raise DataflowError(f"subscription not updated within {timeout:g} s: {', '.join(sorted(added))}")
+
+    def _internal_topics(self) -> set[str]:
+        return {t for t in self.topics._topic_name_index if t not in self._topic_list}
+
+    async def unsubscribe_unused(self) -> None:
+        """Stop consuming topics no pipeline reads any more, once they stayed unused for a while.
+
+        The grace (``DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS``) keeps a pipeline that is deleted and
+        created again, or replaced by a new version, from costing two rebalances.
+        """
+        unused_since: dict[str, float] = {}
+        while not self.should_stop:
+            await asyncio.sleep(1.0)
+            wanted = set(self.engine.router.source_topics) | {self.settings.namer.errors}
+            now = time.monotonic()
+            for name in self._subscribed - wanted:
+                unused_since.setdefault(name, now)
+            for name in list(unused_since):
+                if name in wanted or name not in self._subscribed:
+                    del unused_since[name]
+            due = {n for n, t in unused_since.items() if now - t >= self.settings.unsubscribe_after_s}
+            if not due or not self.is_ready:
+                continue
+            async with self._apply_lock:
+                due &= self._subscribed - (
+                    set(self.engine.router.source_topics) | {self.settings.namer.errors}
+                )
+                if not due:
+                    continue
+                self._subscribed -= due
+                try:
+                    await self._resubscribe(60.0)
+                    log.info("dataflow: no longer consuming %s", ", ".join(sorted(due)))
+                except DataflowError as exc:
+                    log.error("dataflow: %s", exc)
+            for name in due:
+                unused_since.pop(name, None)
 
     def _peers_may_own(self, names: set[str], assigned: set[str]) -> bool:
         """With several workers another one may hold the new partitions; the subscription is what
@@ -363,6 +408,8 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
         producer_max_request_size=settings.max_message_size,
         consumer_max_fetch_size=min(settings.max_message_size, 64 * 1024 * 1024),
         producer_acks=-1,
+        # an event whose processing a rebalance cancelled must be processed again, not committed
+        stream_ack_cancelled_tasks=False,
         web_enabled=True,
         web_port=settings.health_port,
         web_bind="0.0.0.0",
@@ -374,6 +421,8 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
     # a topic, also before the first pipeline arrives; others are added as pipelines need them.
     app._subscribed.add(settings.namer.errors)
     channel = app.topic(*sorted(app._subscribed), key_type=bytes, value_type=bytes)
+    app._topic_list[:] = sorted(app._subscribed)
+    channel.topics = app._topic_list  # one list object, shared with every clone (see _resubscribe)
     engine = app.engine
 
     async def route(stream: Any) -> None:
@@ -393,6 +442,11 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
     @app.task  # type: ignore[untyped-decorator]
     async def join_expiry() -> None:
         await app.sweep_joins()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def unused_topics() -> None:
+        await app.wait_until_ready()
+        await app.unsubscribe_unused()
 
     if settings.upstream_host:
         app.scheduler = SchedulerClient(settings, app)

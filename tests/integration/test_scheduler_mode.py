@@ -56,16 +56,17 @@ async def scheduler(settings: Settings):
         yield fake
 
 
-def scheduled(scheduler: FakeScheduler, replica: str) -> dict[str, str]:
+def scheduled(scheduler: FakeScheduler, replica: str, unsubscribe_after: float = 30) -> dict[str, str]:
     return {
         "SELDON_UPSTREAM_HOST": "127.0.0.1",
         "SELDON_UPSTREAM_PORT": str(scheduler.port),
         "SELDON_DATAFLOW_REPLICA_ID": replica,
+        "DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS": str(unsubscribe_after),
     }
 
 
 async def test_create_answer_delete(scheduler: FakeScheduler, workers, models, settings: Settings) -> None:
-    worker = workers(extra_env=scheduled(scheduler, "replica-a"))
+    worker = workers(extra_env=scheduled(scheduler, "replica-a", unsubscribe_after=1))
     await scheduler.wait_for_subscriber("replica-a", timeout=30)
     started = time.monotonic()
     sent = await scheduler.create(TFSIMPLE)
@@ -90,6 +91,16 @@ async def test_create_answer_delete(scheduler: FakeScheduler, workers, models, s
         assert gone.success and gone.reason == chainer.REMOVED
         with pytest.raises(client.InferTimeout):
             await ask(settings, "sched-simple", timeout=3)
+
+    # and its topics are no longer consumed: only the namespace's errors topic is left
+    def assigned() -> str:
+        return str(worker.probe("/ready")[1]["checks"]["service"]["details"]["assigned_partitions"])  # type: ignore[index]
+
+    deadline = time.monotonic() + 10
+    while assigned() != "2" and time.monotonic() < deadline:  # errors topic and join-state changelog
+        await asyncio.sleep(0.2)
+    assert metric(worker, "dataflow_subscribed_topics") == 1
+    assert assigned() == "2"
     assert worker.probe("/startup")[0] == 200
 
 
