@@ -156,3 +156,18 @@ async def prepare(settings: Settings, router: Router) -> dict[str, int]:
     if problems:
         raise DataflowError("; ".join(problems))
     return counts
+
+
+async def end_offsets(settings: Settings, partitions: dict[str, int]) -> dict[tuple[str, int], int]:
+    """The current end offset of every partition of ``partitions`` (topic -> partition count)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.kafka_kwargs(), enable_auto_commit=False)
+    await asyncio.wait_for(consumer.start(), timeout=settings.connect_timeout_s)
+    try:
+        tps = [TopicPartition(t, p) for t, n in sorted(partitions.items()) for p in range(n)]
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout=settings.connect_timeout_s)
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+    finally:
+        await asyncio.wait_for(consumer.stop(), timeout=10)

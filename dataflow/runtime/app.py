@@ -186,6 +186,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         in-place change of that list is seen by the agent, its actors and the conductor alike.
         """
         self._topic_list[:] = sorted(self._subscribed)
+        if added:
+            await self._skip_history(added)
         self.agents.update_topic_index()
         self.topics._flag_changes()
         self.metrics.subscribed_topics.set(len(self._subscribed))
@@ -207,6 +209,16 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 self.topics._flag_changes()
                 next_flag = time.monotonic() + 3.0
         raise DataflowError(f"subscription not updated within {timeout:g} s: {', '.join(sorted(added))}")
+
+    async def _skip_history(self, topics: set[str]) -> None:
+        """Records already on topics a newly created pipeline brings are not its requests (BR-13).
+
+        Their end offsets now are where the pipeline starts, on whichever worker gets the partitions;
+        the engine skips anything below them, also when a committed offset from an earlier version
+        of the pipeline would replay it.
+        """
+        counts = {t: self.engine.partitions.get(t, 1) for t in topics}
+        self.engine.start_offsets.update(await admin.end_offsets(self.settings, counts))
 
     def _internal_topics(self) -> set[str]:
         return {t for t in self.topics._topic_name_index if t not in self._topic_list}
@@ -316,6 +328,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         aiokafka_consumer = thread._ensure_consumer()
         pinned: dict[TP, int] = {}
         for tp in tps:
+            # resolving the position first also keeps Faust's livelock detector from reading an
+            # unset one (it crashes the consumer on that)
             position = await asyncio.wait_for(self.consumer.position(tp), timeout=10)
             committed = await asyncio.wait_for(
                 thread.call_thread(aiokafka_consumer.committed, _aiokafka_tp(tp)), timeout=10

@@ -191,6 +191,8 @@ class Engine:
         self.clock = clock
         # expiry index: (deadline ms, state key); stale heap items are skipped when popped
         self._done: dict[tuple[str, int], int] = {}  # highest offset processed per topic partition
+        # where topics added for a newly created pipeline start: earlier records predate it (BR-13)
+        self.start_offsets: dict[tuple[str, int], int] = {}
         self.skip_replays = skip_replays
         self._deadlines: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
@@ -212,6 +214,9 @@ class Engine:
         tp = (record.topic, record.partition)
         if self.skip_replays and record.offset >= 0 and self._done.get(tp, -1) >= record.offset:
             self.metrics.replays_skipped.inc()
+            return
+        if 0 <= record.offset < self.start_offsets.get(tp, -1):
+            self.metrics.step_dropped.labels("", "", "before-pipeline-created").inc()
             return
         await self._route(record)
         if record.offset >= 0:

@@ -431,3 +431,36 @@ async def test_fifty_creates_and_deletes_beside_steady_traffic(
             f"p50 {values[len(values) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms"
         )
     print(f"worker RSS {rss_before} -> {rss_after} KiB over 50 create/delete cycles")
+
+
+async def test_a_recreated_pipeline_does_not_answer_requests_from_before(
+    scheduler: FakeScheduler, workers, models, settings: Settings
+) -> None:
+    """BR-13: a request sent while the pipeline did not exist is not answered when it comes back."""
+    from dataflow.testing.kafka import produce
+    from dataflow.topics import make_key
+
+    workers(extra_env=scheduled(scheduler, "replica-h", unsubscribe_after=1))
+    await scheduler.wait_for_subscriber("replica-h", timeout=30)
+    first = await scheduler.create(TFSIMPLE)
+    assert (
+        await scheduler.wait_for_reply("sched-simple", Operation.CREATE, uid=first.uid, timeout=10)
+    ).success
+    async with models("tfsimple1"):
+        assert await ask(settings, "sched-simple") == [2 * i for i in ONES]
+        removed = await scheduler.delete("sched-simple")
+        await scheduler.wait_for_reply("sched-simple", Operation.DELETE, uid=removed.uid, timeout=10)
+        await asyncio.sleep(3)  # its topics leave the subscription (after 1 s here)
+        stale = make_key(0, "sched-simple", "stale").encode()
+        await produce(settings, settings.namer.pipeline_inputs("sched-simple"), body().SerializeToString(),
+                      key=stale, headers=[("pipeline", b"sched-simple")])  # fmt: skip
+        again = await scheduler.create(TFSIMPLE)
+        assert again.version == 1 and again.uid != first.uid
+        assert (
+            await scheduler.wait_for_reply("sched-simple", Operation.CREATE, uid=again.uid, timeout=10)
+        ).success
+        assert await ask(settings, "sched-simple") == [2 * i for i in ONES]
+        await asyncio.sleep(1)
+    answers = await read_all(settings, settings.namer.pipeline_outputs("sched-simple"), count=10, timeout=3)
+    assert stale not in {r.key for r in answers}
+    assert len(answers) == 2
