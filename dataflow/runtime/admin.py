@@ -77,7 +77,12 @@ async def describe(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[st
     if not names:
         return {}
     result: list[dict[str, Any]] = await admin.describe_topics(names)
-    return {t["topic"]: len(t["partitions"]) for t in result if t["error_code"] == 0 and t["partitions"]}
+    # right after a create the metadata may still lack the topic or its partitions' leaders
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in result
+        if t["error_code"] == 0 and t["partitions"] and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+    }
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str]) -> dict[str, int]:

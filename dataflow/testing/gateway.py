@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
 
 from dataflow.config import Settings
 from dataflow.errors import ConnectError, DataflowError
 from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
+from dataflow.runtime import admin
 from dataflow.testing.models import Model, ModelError, get_model
 from dataflow.topics import ERROR_HEADER, Headers
 
@@ -96,58 +96,18 @@ async def ensure_topics(
     partitions: int | None = None,
     timeout: float = 30.0,
 ) -> dict[str, int]:
-    """Create the missing ``topics`` and wait until all are visible with leaders; return partition counts.
+    """Create the missing ``topics`` as the engine does and return their partition counts.
 
-    New topics get ``settings.partitions`` partitions (or ``partitions``), ``settings.replication_factor``
-    and ``max.message.bytes = settings.max_message_size`` - the same properties the engine gives the
-    topics it creates (spec §5.3), so large payloads are limited in one place (case BR-06). Existing
-    topics are left as they are.
+    The engine's own topic administration is used, so model topics get the same partition count,
+    replication and ``max.message.bytes`` as the topics the engine creates (case BR-06).
     """
-    deadline = time.monotonic() + timeout
-    admin = AIOKafkaAdminClient(**settings.kafka_kwargs(), request_timeout_ms=int(timeout * 1000))
+    target = settings if partitions is None else settings.model_copy(update={"partitions": partitions})
     try:
-        # Reaching the broker is bounded by the connect setting too, so a wrong address fails fast.
-        connect_deadline = min(deadline, time.monotonic() + settings.connect_timeout_s)
-        await _bootstrap(admin.start, settings.bootstrap_servers, connect_deadline)
-        existing = set(await asyncio.wait_for(admin.list_topics(), _left(deadline)))
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if missing:
-            new = [
-                NewTopic(
-                    name,
-                    partitions or settings.partitions,
-                    settings.replication_factor,
-                    topic_configs={"max.message.bytes": str(settings.max_message_size)},
-                )
-                for name in missing
-            ]
-            response = await asyncio.wait_for(
-                admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)), _left(deadline)
-            )
-            for topic, code, *rest in response.topic_errors:
-                if code and for_code(code) is not TopicAlreadyExistsError:
-                    detail = rest[0] if rest and rest[0] else for_code(code).__name__
-                    raise GatewayError(f"cannot create topic {topic}: {detail}")
-        return await _wait_visible(admin, topics, deadline)
+        return await asyncio.wait_for(admin.ensure_topics(target, topics), timeout)
     except TimeoutError:
         raise GatewayError(f"topics {list(topics)} not ready within {timeout:g}s") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(admin.close(), 5.0)
-
-
-async def _wait_visible(admin: Any, topics: Sequence[str], deadline: float) -> dict[str, int]:
-    """Metadata right after a create may still lack the topic or its leaders; poll until it has them."""
-    while True:
-        described = await asyncio.wait_for(admin.describe_topics(list(topics)), _left(deadline))
-        counts: dict[str, int] = {}
-        for meta in described:
-            parts = meta.get("partitions") or []
-            if meta.get("error_code") == 0 and parts and all(p.get("leader", -1) >= 0 for p in parts):
-                counts[meta["topic"]] = len(parts)
-        if all(t in counts for t in topics):
-            return counts
-        await asyncio.sleep(POLL_INTERVAL_S)
+    except DataflowError as exc:
+        raise GatewayError(str(exc)) from None
 
 
 def _left(deadline: float) -> float:
