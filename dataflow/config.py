@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(1.0, alias="DATAFLOW_COMMIT_INTERVAL_SECONDS", gt=0)
     session_timeout_s: float = Field(10.0, alias="DATAFLOW_SESSION_TIMEOUT_SECONDS", gt=0)
     unsubscribe_after_s: float = Field(30.0, alias="DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS", ge=0)
+    broker_grace_s: float = Field(60.0, alias="DATAFLOW_BROKER_GRACE_SECONDS", gt=0)
+    static_membership: bool = Field(False, alias="DATAFLOW_STATIC_MEMBERSHIP")
 
     @field_validator("namespace")
     @classmethod

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._topic_list: list[str] = []  # shared by the agent's channel and all its clones
         self._apply_lock = asyncio.Lock()
         self.scheduler: SchedulerClient | None = None
+        self.broker_down = False
 
     async def _send(
         self,
@@ -310,6 +313,52 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self.metrics.assigned_partitions.set(len(assignment))
         self._set_ready(True)
 
+    async def watch_broker(self) -> None:
+        """Not ready while the broker does not answer; exit (non-zero) once that lasts longer than
+        ``DATAFLOW_BROKER_GRACE_SECONDS``, so Kubernetes restarts the pod and the restart is visible.
+
+        One line when the broker is lost, one when it is back; no line per retry.
+        """
+        lost_at: float | None = None
+        while not self.should_stop:
+            await asyncio.sleep(1.0)
+            ok = await self._broker_answers()
+            now = time.monotonic()
+            if ok:
+                if lost_at is not None:
+                    log.warning(
+                        "dataflow: Kafka at %s is back after %.0f s",
+                        self.settings.bootstrap_servers,
+                        now - lost_at,
+                    )
+                lost_at = None
+                self.broker_down = False
+                continue
+            if lost_at is None:
+                lost_at = now
+                self.broker_down = True
+                log.error("dataflow: cannot reach Kafka at %s; not ready", self.settings.bootstrap_servers)
+            if now - lost_at > self.settings.broker_grace_s:
+                reason = (
+                    f"cannot reach Kafka at {self.settings.bootstrap_servers} for "
+                    f"{self.settings.broker_grace_s:g} s (DATAFLOW_BROKER_GRACE_SECONDS)"
+                )
+                log.error("dataflow: %s; exiting", reason)
+                # Stopping commits offsets and leaves the group, which cannot succeed without the
+                # broker and would hang for the request timeout; exit anyway after a short while.
+                asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
+                await self.crash(DataflowError(reason))
+                return
+
+    async def _broker_answers(self) -> bool:
+        """A metadata request through the producer's connection, with a short deadline."""
+        try:
+            client = self.producer._ensure_producer().client
+            await asyncio.wait_for(client.fetch_all_metadata(), timeout=3.0)
+            return True
+        except Exception:  # any failure to get an answer counts as "not reachable"
+            return False
+
     async def wait_until_ready(self) -> None:
         while not self.is_ready and not self.should_stop:
             await asyncio.sleep(0.1)
@@ -378,9 +427,16 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
 
     def ready_check(self) -> CheckResult:
         details = {"assigned_partitions": str(len(self._assignment_seen or ()))}
+        if self.broker_down:
+            return CheckResult(False, f"cannot reach Kafka at {self.settings.bootstrap_servers}", details)
         if self.is_ready:
             return CheckResult(True, "partitions assigned and positioned", details)
         return CheckResult(False, "waiting for partition assignment", details)
+
+
+def _hard_exit(reason: str) -> None:
+    print(f"error: worker stopped after a fatal error: {reason}", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def _aiokafka_tp(tp: TP) -> Any:
@@ -424,6 +480,10 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
         producer_acks=-1,
         # an event whose processing a rebalance cancelled must be processed again, not committed
         stream_ack_cancelled_tasks=False,
+        # Static membership (a StatefulSet's stable pod names): a worker restarted within the session
+        # timeout gets its partitions back without a rebalance of the whole group. Off by default:
+        # a static member does not leave the group on SIGTERM, so its partitions wait for the timeout.
+        consumer_group_instance_id=settings.replica_id if settings.static_membership else None,
         web_enabled=True,
         web_port=settings.health_port,
         web_bind="0.0.0.0",
@@ -456,6 +516,11 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
     @app.task  # type: ignore[untyped-decorator]
     async def join_expiry() -> None:
         await app.sweep_joins()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def broker_watch() -> None:
+        await app.wait_until_ready()
+        await app.watch_broker()
 
     @app.task  # type: ignore[untyped-decorator]
     async def unused_topics() -> None:
