@@ -7,7 +7,6 @@ Pipelines come from inline YAML through the compiler and planner, records are fe
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from dataflow.runtime.engine import BATCH_MEMBERS_TTL_MS, VISITS, Engine, Memory
 from dataflow.spec import load_text
 from dataflow.tensors import decode_raw, encode_raw, tensor_values
 from dataflow.topics import ERROR_HEADER, TopicNamer
+from tests.unit.test_engine import Sent as BaseSent
 
 NAMER = TopicNamer("seldon", "ns")
 T0 = 1_700_000_000.0  # seconds
@@ -37,35 +37,8 @@ class Clock:
         self.now += ms / 1000
 
 
-class Sent:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int,
-        timestamp: float | None,
-        headers: list[tuple[str, bytes]],
-    ) -> asyncio.Future[None]:
-        self.records.append(
-            {
-                "topic": topic,
-                "key": key,
-                "value": value,
-                "partition": partition,
-                "ts": timestamp,
-                "headers": headers,
-            }
-        )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    def to(self, topic: str) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["topic"] == topic]
+class Sent(BaseSent):
+    """The shared recording sender, plus clear() for tests that look at one phase."""
 
     def clear(self) -> None:
         self.records.clear()
