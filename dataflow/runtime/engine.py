@@ -228,6 +228,10 @@ class Engine:
         self.metrics.records_in.labels(kind.value).inc()
         matching = [r for r in routes if has_pipeline(record.headers, r.source.pipeline_name)]
         if not matching:
+            if routes and not any(k == PIPELINE_HEADER for k, _ in record.headers):
+                # Another pipeline's record is normal on a shared topic; a record that names no
+                # pipeline at all belongs to none, and is kept rather than dropped silently.
+                await self._reject(record, [], "record without a pipeline header")
             return
         if record.value is not None and any(k == batching.BATCH_HEADER for k, _ in record.headers):
             members = self._split_batch(record)

@@ -63,17 +63,62 @@ async def test_garbage_record_is_dead_lettered_answered_and_the_worker_goes_on(
         assert result.to_json()["outputs"][0]["data"] == [1.5, 2.5]
 
 
-async def test_records_without_the_pipeline_header_are_ignored(
+async def test_records_of_no_pipeline_are_dead_lettered_and_of_another_pipeline_ignored(
     write_pipeline, workers, models, settings
 ) -> None:
     workers(write_pipeline(CHAIN))
     namer = settings.namer
+    good = request_from_json(GOOD).SerializeToString()
     async with models("echo") as gw:
-        await produce(settings, namer.pipeline_inputs("echoes"), request_from_json(GOOD).SerializeToString())
+        await produce(settings, namer.pipeline_inputs("echoes"), good)  # no pipeline header
+        await produce(settings, namer.pipeline_inputs("echoes"), good, headers=[("pipeline", b"other")])
         result = await client.infer(settings, "echoes", request_from_json(GOOD), timeout=20)
         assert result.response.outputs[0].name == "X"
         assert gw.calls["echo"] == 1  # only the request that carried `pipeline: echoes`
-    assert await read_all(settings, namer.dead_letter(), count=1, timeout=1) == []
+    [dead] = await read_all(settings, namer.dead_letter(), count=2, timeout=3)
+    assert dead.header(DLQ_REASON) == b"record without a pipeline header"
+    assert dead.header(DLQ_OFFSET) == b"0"
+
+
+async def test_bad_records_under_load(write_pipeline, workers, models, settings) -> None:
+    """Bad records of every kind amid a steady stream: each is dead-lettered, every good one answered."""
+    workers(write_pipeline(CHAIN))
+    namer = settings.namer
+    topic = namer.pipeline_inputs("echoes")
+    good = request_from_json(GOOD).SerializeToString()
+    header = [("pipeline", b"echoes")]
+    bad: list[tuple[bytes | None, list[tuple[str, bytes]]]] = [
+        (b"\xff\xfe garbage", header),  # not a protobuf
+        (good[:-5], header),  # truncated
+        (None, header),  # tombstone
+        (good, []),  # no pipeline header
+        (bytes.fromhex("2a05ffffffffff"), header),  # garbage inside a tensor
+    ]
+    answered = 0
+    stop = asyncio.Event()
+
+    async def steady() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            result = await client.infer(settings, "echoes", request_from_json(GOOD), timeout=20)
+            assert result.to_json()["outputs"][0]["data"] == [1.5, 2.5]
+            answered += 1
+
+    async with models("echo"):
+        callers = [asyncio.create_task(steady()) for _ in range(3)]
+        for round_ in range(10):
+            for kind, (value, headers) in enumerate(bad):
+                key = make_key(0, "echoes", f"bad{round_}-{kind}").encode()
+                await produce(settings, topic, value, key=key, headers=headers)
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*callers)
+    dead = await read_all(settings, namer.dead_letter(), count=len(bad) * 10 + 5, timeout=5)
+    print(
+        f"\nbad input under load: {len(bad) * 10} bad records, {len(dead)} dead-lettered, {answered} good answered"
+    )
+    assert len(dead) == len(bad) * 10
+    assert answered > 0
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
