@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
 import faust.topics
 import faust.transport.conductor
@@ -444,6 +445,32 @@ def _aiokafka_tp(tp: TP) -> Any:
 
     return TopicPartition(tp.topic, tp.partition)
 
+
+async def _seek_to_committed(self: Any, *partitions: Any) -> dict[Any, int | None]:
+    """aiokafka's ``seek_to_committed`` with one fix: a committed offset of 0 is a position too.
+
+    The original seeks only when the committed offset is > 0, so a partition committed at 0 (our
+    start position on a topic that was empty when first assigned) falls back to
+    ``auto.offset.reset=latest`` at the next rebalance and skips the records at its start. Faust calls
+    this on every assignment, before fetching resumes.
+    """
+    from aiokafka.errors import IllegalStateError
+
+    if not partitions:
+        partitions = tuple(self._subscription.assigned_partitions())
+    not_assigned = set(partitions) - self._subscription.assigned_partitions()
+    if not_assigned:
+        raise IllegalStateError(f"Partitions {not_assigned} are not assigned")
+    committed_offsets: dict[Any, int | None] = {}
+    for tp in partitions:
+        offset = await self.committed(tp)
+        committed_offsets[tp] = offset
+        if offset is not None and offset >= 0:
+            self._fetcher.seek_to(tp, offset)
+    return committed_offsets
+
+
+aiokafka.AIOKafkaConsumer.seek_to_committed = _seek_to_committed
 
 # Faust waits 45 s to coalesce subscription changes before it resubscribes; pipelines are created one
 # at a time and callers wait for them, so a short pause is the better trade.
