@@ -68,10 +68,9 @@ def scheduled(scheduler: FakeScheduler, replica: str, unsubscribe_after: float =
 async def test_create_answer_delete(scheduler: FakeScheduler, workers, models, settings: Settings) -> None:
     worker = workers(extra_env=scheduled(scheduler, "replica-a", unsubscribe_after=1))
     await scheduler.wait_for_subscriber("replica-a", timeout=30)
-    started = time.monotonic()
     sent = await scheduler.create(TFSIMPLE)
+    # the deadline is the promise: a success reply within 5 s
     reply = await scheduler.wait_for_reply("sched-simple", Operation.CREATE, uid=sent.uid, timeout=5)
-    assert time.monotonic() - started < 5
     assert reply.success and reply.reason == chainer.READY
     # the reply echoes what the scheduler uses to match it: op, pipeline, version, uid, timestamp, stream
     echo = reply.update
