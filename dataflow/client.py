@@ -127,8 +127,9 @@ def _encode_headers(headers: Iterable[tuple[str, str | bytes]]) -> Headers:
     return [(k, v.encode("utf-8") if isinstance(v, str) else bytes(v)) for k, v in headers]
 
 
-async def _start(start: Any, servers: str, deadline: float) -> None:
-    """Start an aiokafka client, retrying until the deadline: aiokafka gives up after one pass."""
+async def start_with_retry(start: Any, servers: str, deadline: float) -> None:
+    """Start an aiokafka client, retrying until the deadline: aiokafka gives up after one pass over the
+    bootstrap list, and a broker still starting (or a typo) must give one clear line after a bounded wait."""
     last: BaseException | None = None
     while (remaining := deadline - time.monotonic()) > 0:
         try:
@@ -181,8 +182,8 @@ async def infer(
     partition, key = -1, "(not built yet)"  # named in the timeout error, whenever it happens
     try:
         connect_deadline = min(deadline, started + settings.connect_timeout_s)
-        await _start(consumer.start, settings.bootstrap_servers, connect_deadline)
-        await _start(producer.start, settings.bootstrap_servers, connect_deadline)
+        await start_with_retry(consumer.start, settings.bootstrap_servers, connect_deadline)
+        await start_with_retry(producer.start, settings.bootstrap_servers, connect_deadline)
         partitions = await _partitions(
             consumer, producer, pipeline, (in_topic, out_topic), settings, deadline
         )

@@ -34,8 +34,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
 
+from dataflow.client import start_with_retry
 from dataflow.config import Settings
-from dataflow.errors import ConnectError, DataflowError
+from dataflow.errors import DataflowError
 from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
 from dataflow.runtime import admin
 from dataflow.testing.models import Model, ModelError, get_model
@@ -68,25 +69,6 @@ class Call:
     headers: Headers
     request: ModelInferRequest | None  # None when the payload was not a valid request
     error: str | None  # the text written to the errors topic, None on success
-
-
-async def _bootstrap(start: Any, servers: str, deadline: float) -> None:
-    """Call an aiokafka ``start`` until the broker answers or the deadline passes.
-
-    aiokafka gives up after one pass over the bootstrap list; a broker that is still starting (or a
-    typo) must instead give one clear line after a bounded wait.
-    """
-    last: BaseException | None = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ConnectError(f"cannot reach Kafka at {servers}: {last or 'timed out'}")
-        try:
-            await asyncio.wait_for(start(), timeout=remaining)
-            return
-        except (KafkaError, OSError, TimeoutError) as exc:
-            last = exc
-        await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 async def ensure_topics(
@@ -210,9 +192,9 @@ class ModelGateway:
             fetch_max_bytes=FETCH_BYTES,
         )
         try:
-            await _bootstrap(self._producer.start, self.settings.bootstrap_servers, deadline)
+            await start_with_retry(self._producer.start, self.settings.bootstrap_servers, deadline)
             self._consumer.subscribe(self.input_topics, listener=self._listener)
-            await _bootstrap(self._consumer.start, self.settings.bootstrap_servers, deadline)
+            await start_with_retry(self._consumer.start, self.settings.bootstrap_servers, deadline)
         except BaseException:
             await self._close_clients(5.0)
             raise
