@@ -199,7 +199,7 @@ def test_counts_and_applicability() -> None:
 
 def test_scan_reports_field_positions() -> None:
     message = ModelInferResponse(id="ab")
-    message.outputs.add(name="x")
+    message.outputs.add(name="x", datatype="BOOL")
     data = message.SerializeToString()
     fields = scan(data, request=False)
     assert [(f.number, f.start, f.body, f.end) for f in fields] == [(3, 0, 2, 4), (5, 4, 6, len(data))]
