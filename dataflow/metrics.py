@@ -49,6 +49,27 @@ class Metrics:
             ["pipeline", "step"],
             registry=r,
         )
+        self.revoke_commits = Counter(
+            "dataflow_revoke_commits_total",
+            "Partitions whose progress was committed as a rebalance took them away, so their next "
+            "owner does not repeat it.",
+            registry=r,
+        )
+        self.revoke_commit_failures = Counter(
+            "dataflow_revoke_commit_failures_total",
+            "Commits on revoke that failed; the next owner repeats records since the last commit.",
+            registry=r,
+        )
+        self.offset_gaps = Counter(
+            "dataflow_offset_gaps_total",
+            "Times the consumer passed over records of a partition; each gap was read and processed.",
+            registry=r,
+        )
+        self.offset_gap_records = Counter(
+            "dataflow_offset_gap_records_total",
+            "Records read back and processed because the consumer had passed them over.",
+            registry=r,
+        )
         self.replays_skipped = Counter(
             "dataflow_replays_skipped_total",
             "Records a rebalance delivered again that this worker had already processed.",

@@ -280,15 +280,133 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             self.settings.group_id,
         )
 
+    # ------------------------------------------------------------------ commit on revoke
+    async def commit_revoked(self, revoked: set[TP]) -> None:
+        """Commit, for each revoked partition, the offset after the last record this worker finished.
+
+        Faust drops its acknowledgement bookkeeping for revoked partitions before it lets the app
+        react, so without this the next owner resumes at the last periodic commit and repeats up to
+        ``DATAFLOW_COMMIT_INTERVAL_SECONDS`` of work. By the time this runs Faust has waited for the
+        events in flight and flushed the producer, so every offset committed here has its output
+        acknowledged by the broker. The group is preparing to rebalance but this member's generation
+        is still valid, so the broker accepts the commit. A failure only costs duplicates.
+        """
+        done = self.engine.take_done((tp.topic, tp.partition) for tp in revoked)
+        if not done:
+            return
+        from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "") for (t, p), o in done.items()}
+        thread = self.consumer._thread
+        try:
+            consumer = thread._ensure_consumer()
+            await asyncio.wait_for(
+                thread.call_thread(consumer.commit, offsets), timeout=self.settings.session_timeout_s / 2
+            )
+        except Exception as exc:  # duplicates, not loss: the next owner replays from the last commit
+            self.metrics.revoke_commit_failures.inc(len(offsets))
+            log.warning(
+                "dataflow: could not commit %d revoked partition(s) (%r); their next owner repeats "
+                "records since the last commit",
+                len(offsets),
+                exc,
+            )
+            return
+        self.metrics.revoke_commits.inc(len(offsets))
+        log.info("dataflow: committed progress of %d revoked partition(s)", len(offsets))
+
+    # ------------------------------------------------------------------ offset continuity
+    async def ensure_continuity(self, record: Record) -> None:
+        """Process, before ``record``, any records of its partition the consumer passed over.
+
+        The first record of a partition newly assigned here is checked against the partition's
+        committed offset. A gap is filled by reading the missing offsets with a consumer of our
+        own, so this does not depend on how the consumer library got there. Should that fail, the
+        worker stops (exit 1): restarting from the committed offsets is safe, going on is not.
+        """
+        tp = (record.topic, record.partition)
+        if record.offset < 0:
+            return
+        if not self.engine.knows(tp):
+            committed = await self._committed(record.topic, record.partition)
+            if committed is not None:
+                self.engine.expect(tp, committed)
+        gap = self.engine.missing(record)
+        if gap is None:
+            return
+        start, end = gap
+        log.warning(
+            "dataflow: %s[%d]: offsets %d..%d were passed over by the consumer; reading them first",
+            record.topic,
+            record.partition,
+            start,
+            end - 1,
+        )
+        self.metrics.offset_gaps.inc()
+        try:
+            filled = await fetch_range(self.settings, record.topic, record.partition, start, end)
+        except Exception as exc:
+            reason = f"could not read passed-over offsets {start}..{end - 1} of {record.topic}[{record.partition}]: {exc!r}"
+            log.error("dataflow: %s; exiting", reason)
+            asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
+            await self.crash(DataflowError(reason))
+            raise
+        self.metrics.offset_gap_records.inc(len(filled))
+        for missed in filled:
+            await self.engine.process(missed)
+
+    async def _committed(self, topic: str, partition: int) -> int | None:
+        thread = self.consumer._thread
+        try:
+            consumer = thread._ensure_consumer()
+            from aiokafka.structs import TopicPartition
+
+            committed: int | None = await asyncio.wait_for(
+                thread.call_thread(consumer.committed, TopicPartition(topic, partition)), timeout=10
+            )
+            return committed
+        except Exception as exc:  # without a baseline the first gap goes unseen; say so
+            log.warning("dataflow: committed offset of %s[%d] unknown: %r", topic, partition, exc)
+            return None
+
     # ------------------------------------------------------------------ readiness
     async def watch_readiness(self) -> None:
-        """Ready = not rebalancing and every assigned partition has a resolved start position."""
+        """Ready = not rebalancing and every assigned partition has a resolved start position.
+
+        Also watches the consumer's group coordination task: when it dies (aiokafka logs
+        "Unexpected error in coordinator routine" and stops), the worker would stay a group member
+        that never fetches again, alive but stalled. That is fatal: exit non-zero so it restarts.
+        """
         while not self.should_stop:
             try:
                 await self._check_assignment()
             except Exception:  # keep watching; a transient metadata error is not fatal
                 log.debug("readiness check failed", exc_info=True)
+            died = self._coordination_failure()
+            if died is not None:
+                reason = f"Kafka consumer group coordination stopped: {died!r}"
+                if self.settings.static_membership:
+                    reason += (
+                        f" (with DATAFLOW_STATIC_MEMBERSHIP a replica keeps its assignment across a "
+                        f"restart, so its id and health port must not change: {self.conf.canonical_url})"
+                    )
+                log.error("dataflow: %s; exiting", reason)
+                asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
+                await self.crash(DataflowError(reason))
+                return
             await asyncio.sleep(0.2)
+
+    def _coordination_failure(self) -> BaseException | None:
+        """The exception that ended the consumer's coordination task, if it ended."""
+        try:
+            consumer = self.consumer._thread._consumer
+            task = consumer._coordinator._coordination_task if consumer is not None else None
+        except AttributeError:  # not started yet, or already closed
+            return None
+        if task is None or not task.done() or task.cancelled() or self.should_stop:
+            return None
+        exc: BaseException | None = task.exception()
+        return exc.__cause__ or exc if exc is not None else None
 
     async def _check_assignment(self) -> None:
         if self.rebalancing:
@@ -307,7 +425,9 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         await self._pin_start_positions([tp for tp in fresh if tp.topic in self._subscribed])
         self._assignment_seen = assignment
         self._generation_seen = self.consumer_generation_id
-        self._owned = {tp.partition for tp in assignment}
+        # Partitions of the topics this worker consumes; the assignment also holds changelog
+        # partitions kept as standbys, whose join state belongs to another worker's partitions.
+        self._owned = {tp.partition for tp in assignment if tp.topic in self._subscribed}
         armed = self.engine.rebuild_index(self.owns_partition)
         if armed:
             log.info("dataflow: %d join state(s) restored and armed for expiry", armed)
@@ -427,12 +547,54 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         return CheckResult(state in ("READY", "CONNECTING", "IDLE"), f"chainer channel {state}", details)
 
     def ready_check(self) -> CheckResult:
-        details = {"assigned_partitions": str(len(self._assignment_seen or ()))}
+        details = {
+            "assigned_partitions": str(len(self._assignment_seen or ())),
+            "partitions": ",".join(str(p) for p in sorted(self._owned)),
+            "generation": str(self._generation_seen),
+        }
         if self.broker_down:
             return CheckResult(False, f"cannot reach Kafka at {self.settings.bootstrap_servers}", details)
         if self.is_ready:
             return CheckResult(True, "partitions assigned and positioned", details)
         return CheckResult(False, "waiting for partition assignment", details)
+
+
+async def fetch_range(settings: Settings, topic: str, partition: int, start: int, end: int) -> list[Record]:
+    """The records at offsets [start, end) of one partition, read by a group-less consumer.
+
+    Offsets missing from the log (none in topics the engine reads) are simply not returned.
+    """
+    from aiokafka.structs import TopicPartition
+
+    consumer = aiokafka.AIOKafkaConsumer(
+        **settings.kafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=min(settings.max_message_size, 64 * 1024 * 1024),
+        fetch_max_bytes=min(settings.max_message_size, 64 * 1024 * 1024),
+    )
+    await asyncio.wait_for(consumer.start(), timeout=10)
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        records: list[Record] = []
+        deadline = time.monotonic() + 15
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise DataflowError(f"offsets up to {end - 1} not read within 15 s")
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for m in batch.get(tp, []):
+                if m.offset >= end:
+                    return records
+                headers = [(k, bytes(v)) for k, v in (m.headers or ())]
+                records.append(
+                    Record(topic, partition, m.offset, m.key, m.value, headers, m.timestamp / 1000)
+                )
+        return records
+    finally:
+        await asyncio.wait_for(consumer.stop(), timeout=5)
 
 
 def _hard_exit(reason: str) -> None:
@@ -499,7 +661,8 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
         consumer_auto_offset_reset="latest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        # a survivor learns of a dead peer's expiry at its next heartbeat: keep that short
+        broker_heartbeat_interval=max(0.3, settings.session_timeout_s / 10),
         broker_request_timeout=max(40.0, settings.session_timeout_s + 5),
         broker_max_poll_records=500,
         producer_max_request_size=settings.max_message_size,
@@ -530,11 +693,20 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
         async for event in stream.events():
             msg = event.message
             headers = list(msg.headers.items()) if isinstance(msg.headers, dict) else list(msg.headers or ())
-            await engine.process(
-                Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, msg.timestamp)
-            )
+            record = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, msg.timestamp)
+            await app.ensure_continuity(record)
+            await engine.process(record)
 
     app.agent(channel, name=AGENT_NAME, isolated_partitions=True)(route)
+
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await app.commit_revoked(revoked)
+
+    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        engine.keep_only((tp.topic, tp.partition) for tp in assigned)
+
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
 
     @app.task  # type: ignore[untyped-decorator]
     async def readiness() -> None:

@@ -14,7 +14,7 @@ import heapq
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +49,7 @@ DLQ_TOPIC = "dataflow-source-topic"
 DLQ_PARTITION = "dataflow-source-partition"
 DLQ_OFFSET = "dataflow-source-offset"
 DLQ_PIPELINE = "dataflow-pipeline"
+DLQ_VALUE_DROPPED = "dataflow-value-dropped"  # the record was too large to keep; why
 
 Send = Callable[[str, bytes | None, bytes | None, int, float | None, Headers], Awaitable[Awaitable[Any]]]
 
@@ -191,6 +192,10 @@ class Engine:
         self.clock = clock
         # expiry index: (deadline ms, state key); stale heap items are skipped when popped
         self._done: dict[tuple[str, int], int] = {}  # highest offset processed per topic partition
+        # highest offset processed since the partition was last handed over (see take_done)
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        # next offset due per partition assigned here: where the last record done leaves off
+        self._next: dict[tuple[str, int], int] = {}
         # where topics added for a newly created pipeline start: earlier records predate it (BR-13)
         self.start_offsets: dict[tuple[str, int], int] = {}
         self.skip_replays = skip_replays
@@ -210,6 +215,7 @@ class Engine:
         this worker finished a moment ago arrive again when it keeps the partition. The highest
         offset done per partition is remembered here and such replays are skipped: a pipeline
         change, which rebalances the group, neither repeats nor loses other pipelines' messages.
+        Callers check :meth:`missing` first, so that no offset is passed over.
         """
         tp = (record.topic, record.partition)
         if self.skip_replays and record.offset >= 0 and self._done.get(tp, -1) >= record.offset:
@@ -217,10 +223,59 @@ class Engine:
             return
         if 0 <= record.offset < self.start_offsets.get(tp, -1):
             self.metrics.step_dropped.labels("", "", "before-pipeline-created").inc()
+            self._advance(tp, record.offset)
             return
         await self._route(record)
         if record.offset >= 0:
             self._done[tp] = record.offset
+            self._uncommitted[tp] = record.offset
+            self._advance(tp, record.offset)
+
+    # ------------------------------------------------------------------ offset continuity
+    def _advance(self, tp: tuple[str, int], offset: int) -> None:
+        if offset >= self._next.get(tp, -1):
+            self._next[tp] = offset + 1
+
+    def expect(self, tp: tuple[str, int], offset: int) -> None:
+        """Where the partition resumes (its committed offset) when this worker has no record of it."""
+        self._next.setdefault(tp, offset)
+
+    def knows(self, tp: tuple[str, int]) -> bool:
+        return tp in self._next
+
+    def keep_only(self, tps: Iterable[tuple[str, int]]) -> None:
+        """Forget where partitions no longer assigned here stood: their next owner moves them on."""
+        keep = set(tps)
+        for tp in [tp for tp in self._next if tp not in keep]:
+            del self._next[tp]
+
+    def missing(self, record: Record) -> tuple[int, int] | None:
+        """The offsets [start, end) between the last record done on this partition and ``record``.
+
+        Offsets of the topics the engine reads have no holes (no transactions, no compaction), so a
+        record arriving past the next expected offset means the consumer passed records over. That
+        happens around rebalances in the consumer library; processing ``record`` now would let the
+        periodic commit move past the skipped ones, losing them. The caller fetches them first.
+        """
+        expected = self._next.get((record.topic, record.partition))
+        if expected is None or record.offset <= expected:
+            return None
+        return expected, record.offset
+
+    def take_done(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The next offset to commit for each of ``tps`` this worker processed records of since the
+        last call, and forget them.
+
+        Called when partitions are revoked: committing these lets the partition's next owner resume
+        exactly where this worker stopped. Only offsets reached since the previous hand-over count,
+        so a partition that moved away and came back never has its commit moved backwards.
+        """
+        out: dict[tuple[str, int], int] = {}
+        for tp in tps:
+            offset = self._uncommitted.pop(tp, None)
+            if offset is not None:
+                out[tp] = offset + 1
+        return out
 
     async def _route(self, record: Record) -> None:
         routes = self.router.routes(record.topic)
@@ -247,6 +302,12 @@ class Engine:
             await self._reject(record, matching, "empty record (null value)")
             return
         payload = _Payload(record.value, kind is PayloadKind.REQUEST)
+        if kind is not PayloadKind.OPAQUE:
+            try:
+                payload.fields()  # framing, and data that fits each tensor's datatype and shape
+            except CodecError as exc:
+                await self._reject(record, matching, str(exc))
+                return
         fired = False
         for route in matching:
             try:
@@ -294,9 +355,14 @@ class Engine:
             ):
                 continue
             answered.add(pipeline)
-            reason = f"no step of pipeline {pipeline} takes any tensor of this request ({record.where})"
-            log.info("%s", reason)
-            await self._error_reply(plan.update.output_topic, route.step, record, reason)
+            reason = f"no step of pipeline {pipeline} takes any tensor of this request"
+            log.warning("dead-letter: %s: %s", record.where, reason)
+            await self._error_reply(
+                plan.update.output_topic, route.step, record, f"{reason} ({record.where})"
+            )
+        if answered:
+            reason = f"no step of pipeline {', '.join(sorted(answered))} takes any tensor of this request"
+            await self._dead_letter(record, reason, sorted(answered))
 
     def _convert(self, payload: _Payload, source: SourcePlan) -> bytes | None:
         if source.kind is ChainKind.PASSTHROUGH:
@@ -667,15 +733,21 @@ class Engine:
         _on_done(fut, lambda exc: self._produce_failed(step, record, exc))
 
     def _produce_failed(self, step: StepPlan, record: Record, exc: BaseException) -> None:
-        """Kafka refused a record we produced (too large, topic gone...): tell the caller, count it."""
+        """Kafka refused a record we produced (too large, topic gone...): dead-letter the record it
+        came from, tell the caller, count it."""
         self.metrics.produce_errors.labels(step.pipeline, step.step_id).inc()
         reason = f"step {step.step_id} of pipeline {step.pipeline} could not write to {step.sink}: {exc!r}"
         log.error("%s (from %s)", reason, record.where)
         plan = self.router.pipelines.get(step.uid)
-        if plan is not None:
-            task = asyncio.ensure_future(self._error_reply(plan.update.output_topic, step, record, reason))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+
+        async def report() -> None:
+            await self._dead_letter(record, reason, [step.pipeline])
+            if plan is not None:
+                await self._error_reply(plan.update.output_topic, step, record, reason)
+
+        task = asyncio.ensure_future(report())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     async def _error_reply(self, output_topic: str, step: StepPlan, record: Record, reason: str) -> None:
         """An error answer on the pipeline's outputs, as the gateway expects one from a failed model."""
@@ -691,7 +763,22 @@ class Engine:
     async def _reject(self, record: Record, routes: Sequence[Route], reason: str) -> None:
         """Dead-letter a record no step can process, and answer its caller with an error."""
         log.warning("dead-letter: %s: %s", record.where, reason)
-        pipelines = sorted({r.step.pipeline for r in routes})
+        await self._dead_letter(record, reason, sorted({r.step.pipeline for r in routes}))
+        answered: set[str] = set()
+        for route in routes:
+            plan = self.router.pipelines.get(route.step.uid)
+            if plan is None or plan.update.output_topic in answered:
+                continue
+            answered.add(plan.update.output_topic)
+            text = f"{reason} ({record.where})"
+            await self._error_reply(plan.update.output_topic, route.step, record, text)
+
+    async def _dead_letter(self, record: Record, reason: str, pipelines: Sequence[str]) -> None:
+        """Keep ``record`` on the dead-letter topic with headers saying why and where it came from.
+
+        Should the broker refuse even that (the record plus headers over the size limit), the
+        headers are kept without the value, so the record's coordinates are never lost.
+        """
         headers: Headers = [
             (DLQ_REASON, reason.encode()),
             (DLQ_TOPIC, record.topic.encode()),
@@ -701,21 +788,23 @@ class Engine:
             *record.headers,
         ]
         dlq = self.namer.dead_letter()
-        fut = await self._produce(
-            dlq, record.key, record.value, self.partition_for(dlq, record.key), None, headers
-        )
+        partition = self.partition_for(dlq, record.key)
         self.metrics.dead_letters.labels(_reason_label(reason)).inc()
-        _on_done(
-            fut, lambda exc: log.error("could not write dead-letter record for %s: %r", record.where, exc)
-        )
-        answered: set[str] = set()
-        for route in routes:
-            plan = self.router.pipelines.get(route.step.uid)
-            if plan is None or plan.update.output_topic in answered:
-                continue
-            answered.add(plan.update.output_topic)
-            text = f"{reason} ({record.where})"
-            await self._error_reply(plan.update.output_topic, route.step, record, text)
+
+        def without_value(exc: BaseException) -> None:
+            log.error("could not write dead-letter record for %s: %r; keeping its headers", record.where, exc)
+            dropped = [*headers, (DLQ_VALUE_DROPPED, repr(exc).encode())]
+
+            async def retry() -> None:
+                fut = await self._produce(dlq, record.key, None, partition, None, dropped)
+                _on_done(fut, lambda e: log.error("could not dead-letter %s at all: %r", record.where, e))
+
+            task = asyncio.ensure_future(retry())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+        fut = await self._produce(dlq, record.key, record.value, partition, None, headers)
+        _on_done(fut, without_value)
 
 
 _background: set[asyncio.Future[Any]] = set()

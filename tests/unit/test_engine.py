@@ -204,6 +204,61 @@ async def test_a_rebalance_replay_of_a_processed_record_is_skipped() -> None:
     assert len(sent.records) == 3 * done
 
 
+async def test_revoked_partitions_hand_over_the_offset_after_the_last_one_done() -> None:
+    """On revoke the worker commits what it finished, so the next owner starts right after it; a
+    partition handed over once is not committed again until new records are done on it."""
+    engine, _ = make_engine(skip_replays=True)
+    topic = NAMER.model_outputs("m1")
+    first = record(topic, response("OUTPUT0"))
+    for offset in (first.offset, first.offset + 1):
+        await engine.process(
+            Record(topic, first.partition, offset, first.key, first.value, first.headers, 1.0)
+        )
+    other = (topic, first.partition + 1)
+    assert engine.take_done([(topic, first.partition), other]) == {(topic, first.partition): first.offset + 2}
+    assert engine.take_done([(topic, first.partition)]) == {}
+    await engine.process(first)  # a replay is skipped, and is no progress to commit
+    assert engine.take_done([(topic, first.partition)]) == {}
+
+
+async def test_an_offset_gap_is_reported_until_the_missing_records_are_done() -> None:
+    """Offsets of our topics have no holes: a record past the next expected offset means records
+    were passed over, and they must be processed before it."""
+    engine, sent = make_engine(skip_replays=True)
+    topic = NAMER.model_outputs("m1")
+    tp = (topic, 2)
+
+    def at(offset: int) -> Record:
+        base = record(topic, response("OUTPUT0"))
+        return Record(topic, 2, offset, base.key, base.value, base.headers, 1.0)
+
+    assert not engine.knows(tp)
+    assert engine.missing(at(7)) is None  # nothing known yet: no gap can be seen
+    engine.expect(tp, 5)  # the committed offset
+    assert engine.missing(at(5)) is None
+    assert engine.missing(at(7)) == (5, 7)
+    for offset in (5, 6, 7):
+        await engine.process(at(offset))
+    assert engine.missing(at(8)) is None
+    assert engine.missing(at(3)) is None  # a replay is not a gap
+    engine.expect(tp, 2)  # an older committed offset does not move a known position back
+    assert engine.missing(at(10)) == (8, 10)
+    assert len(sent.to(NAMER.model_inputs("m2"))) == 3
+    engine.keep_only([])
+    assert not engine.knows(tp) and engine.missing(at(10)) is None
+
+
+async def test_records_skipped_as_older_than_their_pipeline_still_count_as_done() -> None:
+    engine, _ = make_engine(skip_replays=True)
+    topic = NAMER.pipeline_inputs("chain")
+    engine.start_offsets[(topic, 2)] = 4
+    engine.expect((topic, 2), 0)
+    base = record(topic, b"")
+    for offset in range(4):
+        await engine.process(Record(topic, 2, offset, base.key, base.value, base.headers, 1.0))
+    assert engine.missing(Record(topic, 2, 4, base.key, base.value, base.headers, 1.0)) is None
+
+
 async def test_a_request_no_step_takes_is_answered_with_an_error() -> None:
     """A request without any tensor a step reads would never be answered: its caller hears so now."""
     engine, sent = make_engine()
@@ -222,6 +277,26 @@ async def test_garbage_inside_a_tensor_does_not_pass_the_fast_path() -> None:
     assert len(sent.to(NAMER.dead_letter())) == 1
     [answer] = sent.to(NAMER.pipeline_outputs("chain"))
     assert ERROR_HEADER in dict(answer["headers"])
+
+
+async def test_data_that_does_not_fit_its_datatype_is_dead_lettered_on_every_path() -> None:
+    """A request whose FP32 tensor holds INT32 values is refused before any model sees it, whether the
+    step would forward it as bytes (the first step) or convert it."""
+    for yaml_text, topic in ((CHAIN, NAMER.pipeline_inputs("chain")), (CHAIN, NAMER.model_outputs("m1"))):
+        engine, sent = make_engine(yaml_text)
+        if topic.endswith("inputs"):
+            message: Any = ModelInferRequest(id="r")
+            tensor = message.inputs.add(name="INPUT0", datatype="FP32", shape=[2])
+        else:
+            message = ModelInferResponse(id="r")
+            tensor = message.outputs.add(name="OUTPUT0", datatype="FP32", shape=[2])
+        tensor.contents.int_contents.extend([1, 2])
+        await engine.process(record(topic, message.SerializeToString()))
+        [dead] = sent.to(NAMER.dead_letter())
+        assert b"datatype FP32 but values in int_contents" in dict(dead["headers"])[DLQ_REASON]
+        [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+        assert ERROR_HEADER in dict(answer["headers"])
+        assert sent.to(NAMER.model_inputs("m1")) == [] and sent.to(NAMER.model_inputs("m2")) == []
 
 
 async def test_a_record_the_producer_refuses_at_once_is_answered_with_an_error() -> None:
