@@ -54,9 +54,19 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worke
     """Start workers (``start(path)``); all are stopped when the test ends."""
     started: list[WorkerProcess] = []
 
-    def start(*pipelines: Path, extra_env: dict[str, str] | None = None, ready: bool = True) -> WorkerProcess:
+    def start(
+        *pipelines: Path,
+        extra_env: dict[str, str] | None = None,
+        ready: bool = True,
+        health_port: int | None = None,
+    ) -> WorkerProcess:
         index = len(started)
-        proc = WorkerProcess(list(pipelines), {**env, **(extra_env or {})}, tmp_path / f"worker{index}.log")
+        proc = WorkerProcess(
+            list(pipelines),
+            {**env, **(extra_env or {})},
+            tmp_path / f"worker{index}.log",
+            health_port=health_port,
+        )
         started.append(proc)
         proc.start()
         if ready:

@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from dataflow import client
+from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest
 from dataflow.runtime.engine import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from dataflow.tensors import request_from_json
+from dataflow.testing.gateway import running_models
 from dataflow.testing.kafka import produce, read_all
 from dataflow.topics import ERROR_HEADER, make_key
 
@@ -80,45 +83,133 @@ async def test_records_of_no_pipeline_are_dead_lettered_and_of_another_pipeline_
     assert dead.header(DLQ_OFFSET) == b"0"
 
 
-async def test_bad_records_under_load(write_pipeline, workers, models, settings) -> None:
-    """Bad records of every kind amid a steady stream: each is dead-lettered, every good one answered."""
-    workers(write_pipeline(CHAIN))
+LOADED = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: echoes}
+spec:
+  steps:
+    - name: echo
+  output:
+    steps: [echo]
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: picky}
+spec:
+  steps:
+    - name: echo
+      inputs: [picky.inputs.X]
+  output:
+    steps: [echo]
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: doubled}
+spec:
+  steps:
+    - name: echo
+    - name: mirror
+  output:
+    steps: [echo, mirror]
+"""
+LIMIT = 3_000_000  # SELDON_KAFKA_MAX_MESSAGE_SIZE_BYTES of this test
+
+
+def floats(count: int) -> ModelInferRequest:
+    """A request with one FP32 tensor of ``count`` values (4 bytes each on the wire)."""
+    request = ModelInferRequest()
+    tensor = request.inputs.add(name="X", datatype="FP32", shape=[count])
+    tensor.contents.fp32_contents.extend(float(i % 1000) for i in range(count))
+    return request
+
+
+def mismatched() -> bytes:
+    """FP32 declared, INT32 values given: a model server would refuse it."""
+    request = ModelInferRequest()
+    tensor = request.inputs.add(name="X", datatype="FP32", shape=[2])
+    tensor.contents.int_contents.extend([1, 2])
+    return request.SerializeToString()
+
+
+async def test_bad_records_under_load(write_pipeline, workers, settings) -> None:
+    """Bad records of every kind amid a steady stream: each is dead-lettered, callers whose request
+    cannot be served get an error answer, and every good request is answered, near-limit ones too."""
+    workers(write_pipeline(LOADED), extra_env={"SELDON_KAFKA_MAX_MESSAGE_SIZE_BYTES": str(LIMIT)})
+    settings = settings.model_copy(update={"max_message_size": LIMIT})
     namer = settings.namer
     topic = namer.pipeline_inputs("echoes")
     good = request_from_json(GOOD).SerializeToString()
     header = [("pipeline", b"echoes")]
-    bad: list[tuple[bytes | None, list[tuple[str, bytes]]]] = [
-        (b"\xff\xfe garbage", header),  # not a protobuf
-        (good[:-5], header),  # truncated
-        (None, header),  # tombstone
-        (good, []),  # no pipeline header
-        (bytes.fromhex("2a05ffffffffff"), header),  # garbage inside a tensor
+    produced: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = [
+        ("garbage", b"\xff\xfe garbage", header),  # not a protobuf
+        ("truncated", good[:-5], header),
+        ("tombstone", None, header),
+        ("no pipeline header", good, []),
+        ("garbage inside a tensor", bytes.fromhex("2a05ffffffffff"), header),
+        ("datatype does not match the data", mismatched(), header),
     ]
+    rounds = 10
     answered = 0
+    near_limit_answered = 0
+    refused: list[str] = []
     stop = asyncio.Event()
 
     async def steady() -> None:
         nonlocal answered
         while not stop.is_set():
-            result = await client.infer(settings, "echoes", request_from_json(GOOD), timeout=20)
+            result = await client.infer(settings, "echoes", request_from_json(GOOD), timeout=30)
             assert result.to_json()["outputs"][0]["data"] == [1.5, 2.5]
             answered += 1
 
-    async with models("echo"):
+    async def near_limit() -> None:
+        """2.9 MB requests (limit 3 MB) come back intact."""
+        nonlocal near_limit_answered
+        request = floats(725_000)
+        for _ in range(3):
+            result = await client.infer(settings, "echoes", request, timeout=60)
+            assert (
+                result.response.outputs[0].contents.fp32_contents == request.inputs[0].contents.fp32_contents
+            )
+            near_limit_answered += 1
+
+    async def must_fail(pipeline: str, request: ModelInferRequest) -> None:
+        with pytest.raises(client.PipelineError) as info:
+            await client.infer(settings, pipeline, request, timeout=60)
+        refused.append(info.value.text)
+
+    unknown_tensor = request_from_json(
+        {"inputs": [{"name": "Z", "datatype": "FP32", "shape": [1], "data": [1]}]}
+    )
+    async with running_models(settings, ["echo", "mirror=echo"]):
         callers = [asyncio.create_task(steady()) for _ in range(3)]
-        for round_ in range(10):
-            for kind, (value, headers) in enumerate(bad):
+        big = asyncio.create_task(near_limit())
+        for round_ in range(rounds):
+            for kind, (_, value, headers) in enumerate(produced):
                 key = make_key(0, "echoes", f"bad{round_}-{kind}").encode()
                 await produce(settings, topic, value, key=key, headers=headers)
+            # a tensor no step of `picky` reads; a join answer of 3.2 MB, over the limit
+            await must_fail("picky", unknown_tensor)
+            if round_ % 2 == 0:
+                await must_fail("doubled", floats(400_000))
+        await big
         await asyncio.sleep(2)
         stop.set()
-        await asyncio.gather(*callers)
-    dead = await read_all(settings, namer.dead_letter(), count=len(bad) * 10 + 5, timeout=5)
+        await asyncio.wait_for(asyncio.gather(*callers), timeout=60)
+    sent_bad = len(produced) * rounds + rounds + (rounds + 1) // 2
+    dead = await read_all(settings, namer.dead_letter(), count=sent_bad + 5, timeout=5)
+    reasons = Counter((d.header(DLQ_REASON) or b"").decode().split(":")[0] for d in dead)
     print(
-        f"\nbad input under load: {len(bad) * 10} bad records, {len(dead)} dead-lettered, {answered} good answered"
+        f"\nbad input under load: {sent_bad} bad records of {len(produced) + 2} kinds, {len(dead)} "
+        f"dead-lettered, {len(refused)} callers answered with an error, {answered} good answered, "
+        f"{near_limit_answered} near-limit (2.9 MB of 3 MB) answered; reasons {dict(reasons)}"
     )
-    assert len(dead) == len(bad) * 10
+    assert len(dead) == sent_bad, reasons
+    assert all(d.header(DLQ_TOPIC) and d.header(DLQ_OFFSET) for d in dead)
+    assert sum("takes any tensor" in text for text in refused) == rounds
+    assert sum("MessageSizeTooLarge" in text for text in refused) == (rounds + 1) // 2, refused
     assert answered > 0
+    assert near_limit_answered == 3
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

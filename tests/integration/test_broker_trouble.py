@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dataflow.testing.gateway import running_models
 from tests.conftest import KAFKA_SCRIPT, free_port
+from tests.integration.load import MODELS, PIPELINES, Load
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +93,36 @@ async def test_broker_gone_then_back_then_gone_for_good(own_broker: Broker, work
     assert code != 0
     log = proc.log_tail(400)
     assert "for 20 s (DATAFLOW_BROKER_GRACE_SECONDS)" in log
+
+
+async def test_broker_restart_under_load(own_broker: Broker, write_pipeline, workers, settings) -> None:
+    """The broker restarts while requests flow: workers reconnect by themselves and nothing is lost.
+
+    Requests a caller could not hand to Kafka while it was down are reported to that caller (they are
+    not lost); every request Kafka accepted is answered."""
+    bootstrap = f"127.0.0.1:{own_broker.port}"
+    env = {"SELDON_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SELDON_KAFKA_PARTITIONS_DEFAULT": "4"}
+    four = settings.model_copy(update={"bootstrap_servers": bootstrap, "partitions": 4})
+    folder = write_pipeline(PIPELINES)
+    crew = [workers(folder, extra_env=env) for _ in range(2)]
+    load = Load(four)
+    async with running_models(four, MODELS), load.running():
+        await asyncio.sleep(3)
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(own_broker.run, "stop")
+        await asyncio.sleep(3)
+        await asyncio.to_thread(own_broker.run, "start")
+        back_at = time.monotonic()
+        ready = await asyncio.to_thread(wait_for, lambda: all(w.probe("/ready")[0] == 200 for w in crew), 60)
+        ready_after = time.monotonic() - back_at
+        await asyncio.sleep(5)
+    firsts = load.first_answers_after(back_at)
+    await load.report(
+        "broker restarted under load, 2 workers, 4 partitions, chain + join",
+        f", broker away {back_at - stopped_at:.1f} s, workers ready {ready_after:.1f} s after it was back,"
+        f" first answer on every partition {max(firsts.values(), default=-1):.1f} s after it was back,"
+        f" {len(load.unsent)} request(s) the callers could not send meanwhile",
+    )
+    assert ready, [w.log_tail() for w in crew]
+    assert all(w.proc is not None and w.proc.poll() is None for w in crew)
+    assert len(firsts) == 4
