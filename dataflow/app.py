@@ -26,8 +26,8 @@ def _build() -> DataflowApp:
         # fail here with one line rather than with a traceback once Faust's loop runs
         admin.check_port_free(settings.health_port)
         asyncio.run(admin.check_broker(settings))
-        asyncio.run(admin.prepare(settings, router))
-        return create_app(settings, router, watch=paths)
+        partitions = asyncio.run(admin.prepare(settings, router))
+        return create_app(settings, router, watch=paths, partitions=partitions)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")
 

@@ -53,8 +53,8 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
         admin.check_port_free(settings.health_port)
         asyncio.run(admin.check_broker(settings))
         # create the topics and check joins' partition counts here, where a failure is one line
-        asyncio.run(admin.prepare(settings, router))
+        partitions = asyncio.run(admin.prepare(settings, router))
     except DataflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    sys.exit(run_worker(settings, router, loglevel, watch=paths))
+    sys.exit(run_worker(settings, router, loglevel, watch=paths, partitions=partitions))

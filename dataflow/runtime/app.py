@@ -79,6 +79,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._apply_lock = asyncio.Lock()
         self.scheduler: SchedulerClient | None = None
         self.broker_down = False
+        self.prepared: dict[str, int] | None = None  # topic partition counts, once topics exist
 
     async def _send(
         self,
@@ -271,7 +272,9 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
         router = self.engine.router
-        self.engine.partitions = await admin.prepare(self.settings, router)
+        if self.prepared is None:
+            self.prepared = await admin.prepare(self.settings, router)
+        self.engine.partitions = dict(self.prepared)
         self.metrics.pipelines.set(len(router.pipelines))
         log.info(
             "dataflow: %d pipeline(s), %d source topic(s), group %s",
@@ -639,9 +642,16 @@ aiokafka.AIOKafkaConsumer.seek_to_committed = _seek_to_committed
 faust.transport.conductor.Conductor._resubscribe_sleep_lock_seconds = 0.5
 
 
-def create_app(settings: Settings, router: Router, *, watch: list[str] | None = None) -> DataflowApp:
+def create_app(
+    settings: Settings,
+    router: Router,
+    *,
+    watch: list[str] | None = None,
+    partitions: dict[str, int] | None = None,
+) -> DataflowApp:
     """Build the app and its routing agent for ``router``'s pipelines; ``watch`` names pipeline files
-    or folders to follow while running (YAML mode)."""
+    or folders to follow while running (YAML mode); ``partitions`` are the topics' partition counts
+    when the caller has already created them (``admin.prepare``), so start-up does not do it again."""
     # Faust keeps local state here; tables arrive with joins.
     data_dir = Path(settings.data_dir) / settings.group_id
     app = DataflowApp(
@@ -683,6 +693,7 @@ def create_app(settings: Settings, router: Router, *, watch: list[str] | None = 
     )
     # The namespace's errors topic is read by every pipeline (its error step), so the agent always has
     # a topic, also before the first pipeline arrives; others are added as pipelines need them.
+    app.prepared = partitions
     app._subscribed.add(settings.namer.errors)
     channel = app.topic(*sorted(app._subscribed), key_type=bytes, value_type=bytes)
     app._topic_list[:] = sorted(app._subscribed)

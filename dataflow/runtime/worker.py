@@ -14,10 +14,17 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(
-    settings: Settings, router: Router, loglevel: str = "info", watch: list[str] | None = None
+    settings: Settings,
+    router: Router,
+    loglevel: str = "info",
+    watch: list[str] | None = None,
+    partitions: dict[str, int] | None = None,
 ) -> int:
-    """Run until stopped; 0 after a clean stop, 1 after a crash (so the pod is restarted)."""
-    app = create_app(settings, router, watch=watch)
+    """Run until stopped; 0 after a clean stop, 1 after a crash (so the pod is restarted).
+
+    ``partitions`` are the topics' partition counts when the caller already created the topics.
+    """
+    app = create_app(settings, router, watch=watch, partitions=partitions)
     worker = faust.Worker(app, loglevel=loglevel.upper(), redirect_stdouts=False, override_logging=False)
     try:
         worker.execute_from_commandline()

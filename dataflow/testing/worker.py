@@ -46,12 +46,14 @@ class WorkerProcess:
         *,
         health_port: int | None = None,
         extra_args: Sequence[str] = (),
+        module: str = "dataflow.cli.main",
     ) -> None:
         self.pipelines = [str(p) for p in pipelines]
         self.health_port = health_port or _free_port()
         self.env = {**os.environ, **env, "SELDON_HEALTH_SERVER_PORT": str(self.health_port)}
         self.log_path = log_path
         self.extra_args = list(extra_args)
+        self.module = module  # the command's module: the CLI, or a wrapper around it (experiments)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -59,7 +61,7 @@ class WorkerProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "dataflow.cli.main", "worker"]
+        cmd = [sys.executable, "-m", self.module, "worker"]
         for p in self.pipelines:
             cmd += ["--pipelines", p]
         self.proc = subprocess.Popen(
