@@ -271,6 +271,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         """Create every topic before the consumer subscribes (Faust only creates its own topics)."""
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
+        self.add_future(self.watch_coordination())
         router = self.engine.router
         if self.prepared is None:
             self.prepared = await admin.prepare(self.settings, router)
@@ -374,17 +375,23 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ readiness
     async def watch_readiness(self) -> None:
-        """Ready = not rebalancing and every assigned partition has a resolved start position.
-
-        Also watches the consumer's group coordination task: when it dies (aiokafka logs
-        "Unexpected error in coordinator routine" and stops), the worker would stay a group member
-        that never fetches again, alive but stalled. That is fatal: exit non-zero so it restarts.
-        """
+        """Ready = not rebalancing and every assigned partition has a resolved start position."""
         while not self.should_stop:
             try:
                 await self._check_assignment()
             except Exception:  # keep watching; a transient metadata error is not fatal
                 log.debug("readiness check failed", exc_info=True)
+            await asyncio.sleep(0.2)
+
+    async def watch_coordination(self) -> None:
+        """Exit (non-zero) when the consumer's group coordination task dies.
+
+        aiokafka then logs "Unexpected error in coordinator routine" and stops taking part in the
+        group: the worker would stay alive, never assigned, never fetching. Started before the first
+        assignment, since that is where it happens (Faust's app tasks only start after it).
+        """
+        while not self.should_stop:
+            await asyncio.sleep(0.5)
             died = self._coordination_failure()
             if died is not None:
                 reason = f"Kafka consumer group coordination stopped: {died!r}"
@@ -397,7 +404,6 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
                 await self.crash(DataflowError(reason))
                 return
-            await asyncio.sleep(0.2)
 
     def _coordination_failure(self) -> BaseException | None:
         """The exception that ended the consumer's coordination task, if it ended."""

@@ -150,3 +150,22 @@ async def test_static_member_restarting_quickly_keeps_its_partitions(
         "static member restarted, 4 partitions", f", generation/partitions before {before}, after {after}"
     )
     assert after == before
+
+
+async def test_static_member_back_under_another_url_exits_with_a_reason(
+    write_pipeline, workers, settings: Settings
+) -> None:
+    """A static member's assignment names its URL; back under another one, Faust's assignor refuses
+    the assignment and the consumer stops. The worker must exit 1 saying why, not hang unready."""
+    folder = write_pipeline(PIPELINES)
+    static = {"DATAFLOW_STATIC_MEMBERSHIP": "true", "DATAFLOW_SESSION_TIMEOUT_SECONDS": "30"}
+    workers(folder, extra_env={**static, "SELDON_DATAFLOW_REPLICA_ID": "dataflow-0"})
+    first = workers(folder, extra_env={**static, "SELDON_DATAFLOW_REPLICA_ID": "dataflow-1"})
+    assert await asyncio.to_thread(first.stop, 30) == 0
+    again = workers(folder, extra_env={**static, "SELDON_DATAFLOW_REPLICA_ID": "dataflow-1"}, ready=False)
+    assert again.proc is not None
+    code = await asyncio.to_thread(again.proc.wait, 60)
+    assert code == 1
+    log = again.log_tail(200)
+    assert "Kafka consumer group coordination stopped" in log
+    assert "its id and health port must not change" in log
