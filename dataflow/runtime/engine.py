@@ -243,6 +243,10 @@ class Engine:
     def knows(self, tp: tuple[str, int]) -> bool:
         return tp in self._next
 
+    def expect_from(self, record: Record) -> None:
+        """Accept ``record`` as where its partition now resumes (the gap before it is not read back)."""
+        self._next[(record.topic, record.partition)] = record.offset
+
     def keep_only(self, tps: Iterable[tuple[str, int]]) -> None:
         """Forget where partitions no longer assigned here stood: their next owner moves them on."""
         keep = set(tps)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from dataflow.config import Settings
 from dataflow.runtime import admin
@@ -25,3 +27,18 @@ async def test_fetch_range_returns_exactly_the_missing_records(settings: Setting
     ]
     assert all(r.topic == topic and r.partition == 0 and r.timestamp and r.timestamp > 1e9 for r in got)
     assert await fetch_range(settings, topic, 0, 6, 6) == []
+
+
+async def test_fetch_range_starts_at_the_log_start_when_older_offsets_are_gone(settings: Settings) -> None:
+    topic = f"seldon.{settings.namespace}.model.trimmed.outputs"
+    await admin.ensure_topics(settings, {topic})
+    for i in range(5):
+        await produce(settings, topic, f"v{i}".encode(), partition=0)
+    client = AIOKafkaAdminClient(**settings.kafka_kwargs())
+    await client.start()
+    try:
+        await client.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=3)})
+    finally:
+        await client.close()
+    got = await fetch_range(settings, topic, 0, 1, 5)
+    assert [r.offset for r in got] == [3, 4]

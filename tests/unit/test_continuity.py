@@ -77,3 +77,20 @@ async def test_without_a_committed_offset_the_first_record_is_where_it_starts() 
     await DataflowApp.ensure_continuity(fake, at(9))  # type: ignore[arg-type]
     await fake.engine.process(at(9))
     assert fake.engine.missing(at(10)) is None
+
+
+async def test_a_jump_beyond_any_consumer_buffer_is_a_reset_not_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resuming far past the committed offset (it fell out of retention) is accepted, not a flood."""
+    fake, _ = fake_app(committed=0)
+
+    async def fetch(*args: Any) -> list[Record]:
+        raise AssertionError("must not read a whole retention's worth back")
+
+    monkeypatch.setattr(app_module, "fetch_range", fetch)
+    far = at(app_module.MAX_FILL + 10)
+    await DataflowApp.ensure_continuity(fake, far)  # type: ignore[arg-type]
+    await fake.engine.process(far)
+    assert fake.engine.missing(at(far.offset + 1)) is None
+    assert fake.crashed == []
