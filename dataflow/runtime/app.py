@@ -362,10 +362,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         try:
             filled = await fetch_range(self.settings, record.topic, record.partition, start, end)
         except Exception as exc:
-            reason = f"could not read passed-over offsets {start}..{end - 1} of {record.topic}[{record.partition}]: {exc!r}"
-            log.error("dataflow: %s; exiting", reason)
-            asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
-            await self.crash(DataflowError(reason))
+            where = f"{record.topic}[{record.partition}]"
+            await self.fatal(f"could not read passed-over offsets {start}..{end - 1} of {where}: {exc!r}")
             raise
         self.metrics.offset_gap_records.inc(len(filled))
         for missed in filled:
@@ -412,9 +410,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                         f" (with DATAFLOW_STATIC_MEMBERSHIP a replica keeps its assignment across a "
                         f"restart, so its id and health port must not change: {self.conf.canonical_url})"
                     )
-                log.error("dataflow: %s; exiting", reason)
-                asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
-                await self.crash(DataflowError(reason))
+                await self.fatal(reason)
                 return
 
     def _coordination_failure(self) -> BaseException | None:
@@ -485,12 +481,18 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                     f"cannot reach Kafka at {self.settings.bootstrap_servers} for "
                     f"{self.settings.broker_grace_s:g} s (DATAFLOW_BROKER_GRACE_SECONDS)"
                 )
-                log.error("dataflow: %s; exiting", reason)
-                # Stopping commits offsets and leaves the group, which cannot succeed without the
-                # broker and would hang for the request timeout; exit anyway after a short while.
-                asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
-                await self.crash(DataflowError(reason))
+                await self.fatal(reason)
                 return
+
+    async def fatal(self, reason: str) -> None:
+        """Stop the worker with exit code 1 and one line naming ``reason``, so Kubernetes restarts it.
+
+        A clean stop commits offsets and leaves the group, which can hang for the request timeout
+        when the broker or the consumer is what failed: the process exits after 10 s regardless.
+        """
+        log.error("dataflow: %s; exiting", reason)
+        asyncio.get_running_loop().call_later(10.0, _hard_exit, reason)
+        await self.crash(DataflowError(reason))
 
     async def _broker_answers(self) -> bool:
         """A metadata request through the producer's connection, with a short deadline."""
