@@ -25,6 +25,7 @@ def _build() -> DataflowApp:
         router = router_from_paths(paths, settings)
         # fail here with one line rather than with a traceback once Faust's loop runs
         admin.check_port_free(settings.health_port)
+        admin.check_data_dir(settings)
         asyncio.run(admin.check_broker(settings))
         partitions = asyncio.run(admin.prepare(settings, router))
         return create_app(settings, router, watch=paths, partitions=partitions)

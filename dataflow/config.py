@@ -68,14 +68,14 @@ class Settings(BaseSettings):
     app_id: str = Field("seldon-dataflow", alias="DATAFLOW_APP_ID")
     pipelines_path: str = Field("", alias="DATAFLOW_PIPELINES")
     data_dir: str = Field(".state", alias="DATAFLOW_DATA_DIR")
-    connect_timeout_s: float = Field(30.0, alias="DATAFLOW_CONNECT_TIMEOUT_SECONDS", gt=0)
-    commit_interval_s: float = Field(1.0, alias="DATAFLOW_COMMIT_INTERVAL_SECONDS", gt=0)
+    connect_timeout_s: float = Field(30.0, alias="DATAFLOW_CONNECT_TIMEOUT_SECONDS", gt=0, le=3600)
+    commit_interval_s: float = Field(1.0, alias="DATAFLOW_COMMIT_INTERVAL_SECONDS", gt=0, le=600)
     # 6 s is the broker's default group.min.session.timeout.ms: the fastest failover Kafka allows
     # unless the broker is configured otherwise. Raise it with static membership (a pod restart
     # must fit in it) or when workers run on starved machines.
-    session_timeout_s: float = Field(6.0, alias="DATAFLOW_SESSION_TIMEOUT_SECONDS", gt=0)
-    unsubscribe_after_s: float = Field(30.0, alias="DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS", ge=0)
-    broker_grace_s: float = Field(60.0, alias="DATAFLOW_BROKER_GRACE_SECONDS", gt=0)
+    session_timeout_s: float = Field(6.0, alias="DATAFLOW_SESSION_TIMEOUT_SECONDS", ge=1, le=1800)
+    unsubscribe_after_s: float = Field(30.0, alias="DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS", ge=0, le=86400)
+    broker_grace_s: float = Field(60.0, alias="DATAFLOW_BROKER_GRACE_SECONDS", gt=0, le=86400)
     static_membership: bool = Field(False, alias="DATAFLOW_STATIC_MEMBERSHIP")
 
     @field_validator("namespace")

@@ -9,8 +9,12 @@ scan over the top level does it without decoding any tensor. Field numbers: spec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from dataflow.errors import CodecError
+from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
 from dataflow.topics import ChainKind
 
 _LEN = 2  # wire type of length-delimited fields
@@ -90,7 +94,29 @@ def scan(data: bytes, *, request: bool) -> list[Field]:
         fields.append(Field(number, start, pos, pos + length))
         pos += length
     _check_data(data, tensors, raw, kind)
+    # The small top-level fields (model name, version, id, parameters, requested outputs) are
+    # forwarded unparsed too: parse just them, so bad UTF-8 or garbage parameters cannot pass.
+    small = b"".join(data[f.start : f.end] for f in fields if f.number not in (_TENSORS, raw_field))
+    if small:
+        try:
+            _parse_small(ModelInferRequest if request else ModelInferResponse, small, "top-level fields")
+        except CodecError as exc:
+            raise CodecError(f"not a valid {kind}: {exc}") from None
     return fields
+
+
+def _text(data: bytes, start: int, end: int, what: str) -> str:
+    try:
+        return data[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise CodecError(f"tensor {what} is not UTF-8") from None
+
+
+def _parse_small(cls: Any, data: bytes, what: str) -> None:
+    try:
+        cls.FromString(data)
+    except DecodeError as exc:
+        raise CodecError(f"{what} do not decode: {exc}") from None
 
 
 # tensor fields: 1 name, 2 datatype, 3 shape (packed, or one varint each), 4 parameters, 5 contents
@@ -127,6 +153,7 @@ _CONTENTS_NAMES = {
 _FIXED_WIDTH = {6: 4, 7: 8}  # packed fp32 / fp64: elements are fixed-size
 _VARINT_END = bytes(range(0x80))  # a packed varint element ends at its only byte below 0x80
 _MAX_ELEMENTS = 1 << 62
+_TENSOR_PARAMETERS = ModelInferRequest.InferInputTensor  # same parameters field in outputs
 
 
 @dataclass(slots=True)
@@ -147,6 +174,7 @@ def _check_tensor(data: bytes, pos: int, end: int, kind: str) -> _Tensor:
     dims: list[int] = []
     try:
         while pos < end:
+            field_start = pos
             tag, pos = _varint(data, pos)
             number, wire_type = tag >> 3, tag & 7
             if wire_type not in _TENSOR_WIRE.get(number, ()):
@@ -160,9 +188,11 @@ def _check_tensor(data: bytes, pos: int, end: int, kind: str) -> _Tensor:
             if pos > end:
                 raise CodecError("tensor field runs past the tensor")
             if number == 1:
-                tensor.name = data[body:pos].decode("utf-8", "replace")
+                tensor.name = _text(data, body, pos, "name")
             elif number == 2:
-                tensor.datatype = data[body:pos].decode("utf-8", "replace")
+                tensor.datatype = _text(data, body, pos, "datatype")
+            elif number == 4:
+                _parse_small(_TENSOR_PARAMETERS, data[field_start:pos], "tensor parameters")
             elif number == 3:
                 while body < pos:
                     dim, body = _varint(data, body)

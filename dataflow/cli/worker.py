@@ -51,6 +51,7 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         admin.check_port_free(settings.health_port)
+        admin.check_data_dir(settings)
         asyncio.run(admin.check_broker(settings))
         # create the topics and check joins' partition counts here, where a failure is one line
         partitions = asyncio.run(admin.prepare(settings, router))

@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow.config import Settings
-from dataflow.errors import ConnectError, DataflowError
+from dataflow.errors import ConfigError, ConnectError, DataflowError
 from dataflow.plan import Router, copartition_problems
 
 log = logging.getLogger(__name__)
@@ -176,3 +176,18 @@ async def end_offsets(settings: Settings, partitions: dict[str, int]) -> dict[tu
         return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
     finally:
         await asyncio.wait_for(consumer.stop(), timeout=10)
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The worker keeps local state under ``DATAFLOW_DATA_DIR``: fail at start, in one line, if it
+    cannot be created or written."""
+    from pathlib import Path
+
+    path = Path(settings.data_dir) / settings.group_id
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"setting DATAFLOW_DATA_DIR: cannot use {path}: {exc.strerror or exc}") from None

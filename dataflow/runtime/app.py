@@ -159,10 +159,15 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 for line in exc.problems:
                     log.error("pipelines not changed: %s", line)
                 continue
+            except Exception:  # a file must never take down the pipelines already running
+                log.exception("pipelines not changed: unexpected error reading %s", ", ".join(paths))
+                continue
             try:
                 await self.switch_to(Router.build(plans))
             except DataflowError as exc:
                 log.error("pipelines not changed: %s", exc)
+            except Exception:  # a file must never take down the pipelines already running
+                log.exception("pipelines not changed: unexpected error applying %s", ", ".join(paths))
 
     async def switch_to(self, target: Router) -> None:
         """Move from the running pipelines to ``target``'s, a new version beside its old one until
@@ -277,6 +282,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             self.prepared = await admin.prepare(self.settings, router)
         self.engine.partitions = dict(self.prepared)
         self.metrics.pipelines.set(len(router.pipelines))
+        self.metrics.subscribed_topics.set(len(self._subscribed))
         log.info(
             "dataflow: %d pipeline(s), %d source topic(s), group %s",
             len(router.pipelines),
@@ -309,6 +315,13 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             )
         except Exception as exc:  # duplicates, not loss: the next owner replays from the last commit
             self.metrics.revoke_commit_failures.inc(len(offsets))
+            if "No partitions assigned" in str(exc):
+                # A subscription change (a pipeline added or removed) drops the assignment before
+                # this callback; partitions this worker keeps are not repeated (see Engine.process).
+                log.info(
+                    "dataflow: subscription changed; progress of %d partition(s) not committed", len(offsets)
+                )
+                return
             log.warning(
                 "dataflow: could not commit %d revoked partition(s) (%r); their next owner repeats "
                 "records since the last commit",
@@ -572,7 +585,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
     def ready_check(self) -> CheckResult:
         details = {
             "assigned_partitions": str(len(self._assignment_seen or ())),
-            "partitions": ",".join(str(p) for p in sorted(self._owned)),
+            "owned_partitions": ",".join(str(p) for p in sorted(self._owned)),
             "generation": str(self._generation_seen),
         }
         if self.broker_down:
@@ -580,6 +593,21 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         if self.is_ready:
             return CheckResult(True, "partitions assigned and positioned", details)
         return CheckResult(False, "waiting for partition assignment", details)
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same TLS / SASL set-up as every other client of the project (``Settings.kafka_kwargs``),
+    in Faust's terms, so the worker's own consumer and producer connect as the start-up checks did."""
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(settings.ssl_context())
+    if settings.security_protocol == "SASL_SSL":
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=settings.ssl_context(),
+            mechanism=settings.sasl_mechanism,
+        )
+    return None
 
 
 MAX_FILL = 50_000  # more offsets than a consumer buffers: a reset, not a skip
@@ -615,7 +643,7 @@ async def fetch_range(settings: Settings, topic: str, partition: int, start: int
             for m in batch.get(tp, []):
                 if m.offset >= end:
                     return records
-                headers = [(k, bytes(v)) for k, v in (m.headers or ())]
+                headers = [(k, b"" if v is None else bytes(v)) for k, v in (m.headers or ())]
                 records.append(
                     Record(topic, partition, m.offset, m.key, m.value, headers, m.timestamp / 1000)
                 )
@@ -682,7 +710,7 @@ def create_app(
         settings,
         router,
         broker=[f"kafka://{b}" for b in settings.bootstrap_servers.split(",")],
-        broker_credentials=None,
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         datadir=str(data_dir),
@@ -727,7 +755,8 @@ def create_app(
     async def route(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            headers = list(msg.headers.items()) if isinstance(msg.headers, dict) else list(msg.headers or ())
+            raw = msg.headers.items() if isinstance(msg.headers, dict) else (msg.headers or ())
+            headers = [(k, b"" if v is None else v) for k, v in raw]  # Kafka allows null header values
             record = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, msg.timestamp)
             await app.ensure_continuity(record)
             await engine.process(record)

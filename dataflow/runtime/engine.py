@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import heapq
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -225,7 +226,16 @@ class Engine:
             self.metrics.step_dropped.labels("", "", "before-pipeline-created").inc()
             self._advance(tp, record.offset)
             return
-        await self._route(record)
+        try:
+            await self._route(record)
+        except Exception as exc:  # never let one record stop the partition (or be replayed for ever)
+            log.exception("could not process %s", record.where)
+            routes = [
+                r
+                for r in self.router.routes(record.topic)
+                if has_pipeline(record.headers, r.source.pipeline_name)
+            ]
+            await self._reject(record, routes, f"could not process the record: {exc!r}")
         if record.offset >= 0:
             self._done[tp] = record.offset
             self._uncommitted[tp] = record.offset
@@ -287,7 +297,7 @@ class Engine:
         self.metrics.records_in.labels(kind.value).inc()
         matching = [r for r in routes if has_pipeline(record.headers, r.source.pipeline_name)]
         if not matching:
-            if routes and not any(k == PIPELINE_HEADER for k, _ in record.headers):
+            if routes and not any(k == PIPELINE_HEADER and v for k, v in record.headers):
                 # Another pipeline's record is normal on a shared topic; a record that names no
                 # pipeline at all belongs to none, and is kept rather than dropped silently.
                 await self._reject(record, [], "record without a pipeline header")
@@ -582,7 +592,7 @@ class Engine:
         caller. Each part carries its request's own id and headers, plus the headers the model side
         added; never another member's.
         """
-        ref = next(v for k, v in record.headers if k == batching.BATCH_HEADER)
+        ref = next(v for k, v in record.headers if k == batching.BATCH_HEADER) or b""
         uid, _, batch_id = ref.decode("utf-8", "replace").partition("|")
         blob = self.store.get(f"{uid}|{BATCH_MEMBERS}|{batch_id}".encode())
         if blob is None or record.value is None:
@@ -841,7 +851,7 @@ def _has_tensors(payload: _Payload, desired: frozenset[str] | None) -> bool:
 
 def _reason_label(reason: str) -> str:
     """A low-cardinality label from a reason text (its first clause)."""
-    return reason.split(":", 1)[0][:60]
+    return re.sub(r"'[^']*'", "'…'", reason.split(":", 1)[0])[:60]
 
 
 def _on_done(fut: Awaitable[Any], on_error: Callable[[BaseException], None]) -> None:

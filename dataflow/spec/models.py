@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+I64 = 2**63 - 1  # integers are 64-bit in the Pipeline resource (and in its digest)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -25,15 +27,15 @@ class JoinKind(StrEnum):
 
 
 class Batch(_Strict):
-    size: int | None = Field(None, ge=0)
-    window_ms: int | None = Field(None, alias="windowMs", ge=0)
+    size: int | None = Field(None, ge=0, le=I64)
+    window_ms: int | None = Field(None, alias="windowMs", ge=0, le=I64)
     rolling: bool = False
 
 
 class Step(_Strict):
     name: str = Field(min_length=1)
     inputs: list[str] | None = None
-    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0)
+    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0, le=I64)
     tensor_map: dict[str, str] | None = Field(None, alias="tensorMap")
     triggers: list[str] | None = None
     inputs_join_type: JoinKind = Field(JoinKind.INNER, alias="inputsJoinType")
@@ -43,7 +45,7 @@ class Step(_Strict):
 
 class PipelineOutput(_Strict):
     steps: list[str] | None = None
-    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0)
+    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0, le=I64)
     steps_join: JoinKind = Field(JoinKind.INNER, alias="stepsJoin")
     tensor_map: dict[str, str] | None = Field(None, alias="tensorMap")
 
@@ -51,7 +53,7 @@ class PipelineOutput(_Strict):
 class PipelineInput(_Strict):
     external_inputs: list[str] | None = Field(None, alias="externalInputs")
     external_triggers: list[str] | None = Field(None, alias="externalTriggers")
-    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0)
+    join_window_ms: int | None = Field(None, alias="joinWindowMs", ge=0, le=I64)
     join_type: JoinKind = Field(JoinKind.INNER, alias="joinType")
     triggers_join_type: JoinKind = Field(JoinKind.INNER, alias="triggersJoinType")
     tensor_map: dict[str, str] | None = Field(None, alias="tensorMap")
@@ -66,7 +68,7 @@ class PipelineSpec(_Strict):
     steps: list[Step]
     output: PipelineOutput | None = None
     allow_cycles: bool = Field(False, alias="allowCycles")
-    max_step_revisits: int = Field(0, alias="maxStepRevisits", ge=0)
+    max_step_revisits: int = Field(0, alias="maxStepRevisits", ge=0, le=I64)
     dataflow: DataflowSpec | None = None
 
 

@@ -23,7 +23,7 @@ FOUR = {"SELDON_KAFKA_PARTITIONS_DEFAULT": "4"}  # default session timeout (6 s)
 
 
 def details(worker: WorkerProcess) -> dict[str, Any]:
-    """The readiness details: assigned_partitions, partitions (of source topics), generation."""
+    """The readiness details: assigned_partitions, owned_partitions (of source topics), generation."""
     status, body = worker.probe("/ready")
     if status == 0 or body is None:
         return {}
@@ -32,7 +32,7 @@ def details(worker: WorkerProcess) -> dict[str, Any]:
 
 
 def owned(worker: WorkerProcess) -> set[int]:
-    text = details(worker).get("partitions", "")
+    text = details(worker).get("owned_partitions", "")
     return {int(p) for p in text.split(",") if p}
 
 

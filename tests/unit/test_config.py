@@ -245,3 +245,32 @@ def test_bad_client_certificate_is_a_config_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SELDON_KAFKA_TLS_CLIENT_KEY_PATH", str(tmp_path / "tls.key"))
     with pytest.raises(ConfigError, match="SELDON_KAFKA_TLS_CLIENT_CERT_PATH"):
         load_settings().kafka_kwargs()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATAFLOW_SESSION_TIMEOUT_SECONDS", "inf"),
+        ("DATAFLOW_SESSION_TIMEOUT_SECONDS", "0.01"),
+        ("DATAFLOW_COMMIT_INTERVAL_SECONDS", "inf"),
+        ("DATAFLOW_BROKER_GRACE_SECONDS", "nan"),
+    ],
+)
+def test_timings_must_be_finite_and_sensible(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_an_unusable_data_dir_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dataflow.runtime.admin import check_data_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("DATAFLOW_DATA_DIR", str(blocker))
+    with pytest.raises(ConfigError, match="DATAFLOW_DATA_DIR: cannot use"):
+        check_data_dir(load_settings())
+    monkeypatch.setenv("DATAFLOW_DATA_DIR", str(tmp_path / "state"))
+    check_data_dir(load_settings())

@@ -259,6 +259,40 @@ async def test_records_skipped_as_older_than_their_pipeline_still_count_as_done(
     assert engine.missing(Record(topic, 2, 4, base.key, base.value, base.headers, 1.0)) is None
 
 
+async def test_an_unexpected_failure_dead_letters_the_record_and_answers_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever goes wrong inside the engine, the record is kept, its caller told, the partition goes on."""
+    engine, sent = make_engine(skip_replays=True)
+
+    def broken(*args: Any) -> None:
+        raise TypeError("a bytes-like object is required, not 'NoneType'")
+
+    monkeypatch.setattr(engine, "_convert", broken)
+    first = record(NAMER.model_outputs("m1"), response("OUTPUT0"))
+    await engine.process(first)
+    [dead] = sent.to(NAMER.dead_letter())
+    assert b"could not process the record: TypeError" in dict(dead["headers"])[DLQ_REASON]
+    [answer] = sent.to(NAMER.pipeline_outputs("chain"))
+    assert ERROR_HEADER in dict(answer["headers"])
+    assert engine.missing(Record(first.topic, 2, 42, first.key, first.value, first.headers, 1.0)) is None
+    labels = [
+        s.labels["reason"]
+        for m in engine.metrics.registry.collect()
+        for s in m.samples
+        if "reason" in s.labels
+    ]
+    assert "could not process the record" in labels
+
+
+async def test_an_empty_pipeline_header_counts_as_none() -> None:
+    engine, sent = make_engine()
+    good = record(NAMER.pipeline_inputs("chain"), ModelInferRequest(id="r").SerializeToString())
+    await engine.process(Record(good.topic, 2, 41, good.key, good.value, [("pipeline", b"")], 1.0))
+    [dead] = sent.to(NAMER.dead_letter())
+    assert dict(dead["headers"])[DLQ_REASON] == b"record without a pipeline header"
+
+
 async def test_a_request_no_step_takes_is_answered_with_an_error() -> None:
     """A request without any tensor a step reads would never be answered: its caller hears so now."""
     engine, sent = make_engine()

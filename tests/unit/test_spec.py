@@ -934,3 +934,11 @@ def test_hidden_folders_are_skipped(tmp_path) -> None:
     (hidden / "p.yaml").write_text(text)
     (tmp_path / ".backup.yaml").write_text("not: [valid")
     assert [lp.pipeline.name for lp in load_paths([tmp_path])] == ["p"]
+
+
+@pytest.mark.parametrize("field", ["size", "windowMs"])
+def test_integers_beyond_64_bits_are_a_problem_of_the_file(field: str) -> None:
+    text = pipeline_yaml(
+        "big", f"  steps:\n    - name: m\n      batch: {{{field}: 99999999999999999999999}}\n"
+    )
+    assert f"spec.steps[0].batch.{field}: Input should be less than or equal to" in only_problem(text)

@@ -138,3 +138,27 @@ def test_large_varints_count_once() -> None:
     scan(message.SerializeToString(), request=True)
     message.inputs[0].shape[:] = [1999]
     assert "holds 1999 element(s) but int64_contents has 2000" in refused(message)
+
+
+@pytest.mark.parametrize(
+    ("tail", "head"),
+    [
+        (b"\x22\x03\xff\xff\xff", b""),  # parameters (field 4) holding garbage
+        (b"", b"\x1a\x02\xff\xfe"),  # an id that is not UTF-8
+    ],
+)
+def test_small_top_level_fields_must_decode(tail: bytes, head: bytes) -> None:
+    good = request("FP32", [1.0, 2.0]).SerializeToString()
+    ModelInferRequest.FromString(good)
+    with pytest.raises(CodecError, match="not a valid ModelInferRequest: top-level fields do not decode"):
+        scan(head + good + tail, request=True)
+
+
+def test_tensor_name_must_be_utf8_and_its_parameters_must_decode() -> None:
+    message = request("FP32", [1.0])
+    message.inputs[0].name = "x"
+    data = message.SerializeToString().replace(b"\x0a\x01x", b"\x0a\x01\xff", 1)
+    with pytest.raises(CodecError, match="tensor name is not UTF-8"):
+        scan(data, request=True)
+    message.inputs[0].parameters["p"].string_param = "v"
+    scan(message.SerializeToString(), request=True)
