@@ -222,6 +222,8 @@ async def infer(
         raise InferTimeout(
             pipeline=pipeline, topic=out_topic, partition=partition, key=key, timeout=timeout
         ) from None
+    except KafkaError as exc:  # the broker went away mid-call: a connection problem, said as one
+        raise ConnectError(f"lost Kafka at {settings.bootstrap_servers} during the call: {exc}") from None
     finally:
         for client in (producer, consumer):
             with contextlib.suppress(Exception):
