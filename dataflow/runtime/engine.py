@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import heapq
 import logging
 import re
@@ -302,6 +303,9 @@ class Engine:
                 # pipeline at all belongs to none, and is kept rather than dropped silently.
                 await self._reject(record, [], "record without a pipeline header")
             return
+        if kind is not PayloadKind.OPAQUE and any(k == ERROR_HEADER for k, _ in record.headers):
+            await self._pass_on_error(record, matching)
+            return
         if record.value is not None and any(k == batching.BATCH_HEADER for k, _ in record.headers):
             members = self._split_batch(record)
             if members is not None:
@@ -354,6 +358,26 @@ class Engine:
                 await self._emit(step, record, out)
         if not fired:
             await self._unanswerable(record, matching)
+
+    async def _pass_on_error(self, record: Record, routes: Sequence[Route]) -> None:
+        """An error answer of another pipeline (read through ``externalInputs``) is no tensor data:
+        the request failed upstream, so each pipeline that reads it answers with that same error
+        (its text and its ``seldon-pipeline-errors`` value, naming the failed model), once."""
+        answered: set[str] = set()
+        for route in routes:
+            step = route.step
+            self.metrics.step_dropped.labels(step.pipeline, step.step_id, "upstream-error").inc()
+            plan = self.router.pipelines.get(step.uid)
+            if plan is None or plan.update.output_topic in answered:
+                continue
+            topic = plan.update.output_topic
+            answered.add(topic)
+            headers = rewrite_headers(record.headers, step.pipeline, step.version)
+            fut = await self._produce(
+                topic, record.key, record.value, self.partition_for(topic, record.key), None, headers
+            )
+            self.metrics.error_replies.labels(step.pipeline).inc()
+            _on_done(fut, functools.partial(_log_undelivered, topic))
 
     async def _unanswerable(self, record: Record, routes: Sequence[Route]) -> None:
         """A request on a pipeline's inputs that no step takes (no tensor any step reads) can never be
@@ -822,6 +846,10 @@ class Engine:
 
 
 _background: set[asyncio.Future[Any]] = set()
+
+
+def _log_undelivered(topic: str, exc: BaseException) -> None:
+    log.error("could not pass an error on to %s: %r", topic, exc)
 
 
 def merge_parts(sink: str, parts: tuple[bytes, ...]) -> bytes:

@@ -167,6 +167,38 @@ async def test_error_record_passes_through_to_pipeline_outputs() -> None:
     assert out["value"] == b"m1 : it broke"
 
 
+DOWNSTREAM = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: downstream}
+spec:
+  input:
+    externalInputs: [chain.outputs]
+  steps:
+    - name: d1
+    - name: d2
+      inputs: [downstream.inputs.OUTPUT0]
+  output:
+    steps: [d1]
+"""
+
+
+async def test_an_upstream_pipelines_error_answer_is_passed_on_not_dead_lettered() -> None:
+    """A pipeline reading another's outputs gets that pipeline's error answer when a request failed
+    there: it answers with the same error, once, and dead-letters nothing."""
+    engine, sent = make_engine(DOWNSTREAM)
+    failed = record(NAMER.pipeline_outputs("chain"), b"rpc error: shape mismatch")
+    failed.headers.append((ERROR_HEADER, b"m1"))
+    await engine.process(failed)
+    assert sent.to(NAMER.dead_letter()) == []
+    assert sent.to(NAMER.pipeline_inputs("downstream")) == []
+    [answer] = sent.to(NAMER.pipeline_outputs("downstream"))
+    assert answer["value"] == b"rpc error: shape mismatch"
+    assert answer["key"] == b"2.chain.abc" and answer["partition"] == 2
+    assert [v for k, v in answer["headers"] if k == ERROR_HEADER] == [b"m1"]
+    assert [v for k, v in answer["headers"] if k == "pipeline"] == [b"downstream"]
+
+
 @pytest.mark.parametrize("value", [b"\xff\x00garbage", response("OUTPUT0")[:-3]])
 async def test_undecodable_record_is_dead_lettered_and_answered_with_an_error(value: bytes) -> None:
     engine, sent = make_engine()
