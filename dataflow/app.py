@@ -12,7 +12,7 @@ import sys
 from dataflow.config import load_settings
 from dataflow.control.yaml_source import router_from_paths
 from dataflow.errors import DataflowError
-from dataflow.runtime import admin
+from dataflow.runtime import admin, startup
 from dataflow.runtime.app import DataflowApp, create_app
 
 
@@ -26,8 +26,7 @@ def _build() -> DataflowApp:
         # fail here with one line rather than with a traceback once Faust's loop runs
         admin.check_port_free(settings.health_port)
         admin.check_data_dir(settings)
-        asyncio.run(admin.check_broker(settings))
-        partitions = asyncio.run(admin.prepare(settings, router))
+        partitions = asyncio.run(startup.wait_for_kafka(settings, router))
         return create_app(settings, router, watch=paths, partitions=partitions)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")

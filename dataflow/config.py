@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(6.0, alias="DATAFLOW_SESSION_TIMEOUT_SECONDS", ge=1, le=1800)
     unsubscribe_after_s: float = Field(30.0, alias="DATAFLOW_UNSUBSCRIBE_AFTER_SECONDS", ge=0, le=86400)
     broker_grace_s: float = Field(60.0, alias="DATAFLOW_BROKER_GRACE_SECONDS", gt=0, le=86400)
+    # how long a starting worker waits for Kafka (not ready, saying why) before it exits 1; 0: for ever
+    startup_wait_s: float = Field(0.0, alias="DATAFLOW_STARTUP_WAIT_SECONDS", ge=0, le=7 * 86400)
     static_membership: bool = Field(False, alias="DATAFLOW_STATIC_MEMBERSHIP")
 
     @field_validator("namespace")

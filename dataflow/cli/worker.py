@@ -35,7 +35,7 @@ from dataflow.errors import DataflowError
 def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     """Run pipelines as Faust agents until SIGTERM/SIGINT. Exits non-zero on a fatal error."""
     from dataflow.control.yaml_source import router_from_paths
-    from dataflow.runtime import admin
+    from dataflow.runtime import admin, startup
     from dataflow.runtime.worker import run_worker
 
     loglevel = "warning" if loglevel.lower() == "warn" else loglevel.lower()
@@ -52,9 +52,9 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     try:
         admin.check_port_free(settings.health_port)
         admin.check_data_dir(settings)
-        asyncio.run(admin.check_broker(settings))
-        # create the topics and check joins' partition counts here, where a failure is one line
-        partitions = asyncio.run(admin.prepare(settings, router))
+        # wait for Kafka (serving health meanwhile), create the topics and check joins' partition
+        # counts here, where a failure is one line
+        partitions = asyncio.run(startup.wait_for_kafka(settings, router))
     except DataflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -23,6 +23,7 @@ import grpc
 from dataflow.config import Settings
 from dataflow.control import chainer
 from dataflow.errors import DataflowError
+from dataflow.health import CheckResult
 from dataflow.proto import chainer_pb2 as pb
 from dataflow.proto import chainer_pb2_grpc as pb_grpc
 from dataflow.updates import Operation, PipelineUpdate
@@ -78,6 +79,12 @@ class SchedulerClient:
         if self._channel is None:
             return "SHUTDOWN"
         return str(self._channel.get_state(try_to_connect=True).name)
+
+    def health(self) -> CheckResult:
+        """The reference's startup probe: the scheduler channel is READY, CONNECTING or IDLE."""
+        state = self.channel_state()
+        details = {"target": self.target, "state": state, "subscribed": str(self.connected)}
+        return CheckResult(state in ("READY", "CONNECTING", "IDLE"), f"chainer channel {state}", details)
 
     async def run(self) -> None:
         """Subscribe for ever; a broken stream is resubscribed after a growing pause."""

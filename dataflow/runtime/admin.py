@@ -28,8 +28,9 @@ class TopicError(DataflowError):
     """Topics could not be created or described; the message names them."""
 
 
-async def _admin(settings: Settings, deadline_s: float) -> AIOKafkaAdminClient:
-    """A started admin client, or ConnectError after ``deadline_s`` seconds of trying."""
+async def _admin(settings: Settings, deadline_s: float, *, retry: bool = True) -> AIOKafkaAdminClient:
+    """A started admin client, or ConnectError after ``deadline_s`` seconds of trying (of one try
+    when not ``retry``)."""
     end = time.monotonic() + deadline_s
     last: Exception | None = None
     while time.monotonic() < end:
@@ -43,9 +44,11 @@ async def _admin(settings: Settings, deadline_s: float) -> AIOKafkaAdminClient:
         except Exception as exc:  # any connect failure is retried until the deadline
             last = exc
             await _close(admin)
+            if not retry:
+                break
             await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
-    reason = f": {last}" if last else ""
-    raise ConnectError(f"cannot reach Kafka at {settings.bootstrap_servers} within {deadline_s:g} s{reason}")
+    cause = (str(last) or type(last).__name__) if last else f"no answer within {deadline_s:g} s"
+    raise ConnectError(f"cannot reach Kafka at {settings.bootstrap_servers}: {cause}")
 
 
 async def _close(admin: AIOKafkaAdminClient) -> None:
@@ -55,8 +58,8 @@ async def _close(admin: AIOKafkaAdminClient) -> None:
         log.debug("admin close failed", exc_info=True)
 
 
-async def check_broker(settings: Settings) -> None:
-    """Fail fast with one clear line when the broker is not reachable within the connect timeout.
+async def check_broker(settings: Settings, deadline_s: float) -> None:
+    """One attempt to reach the broker, of at most ``deadline_s``; ConnectError with one clear line.
 
     aiokafka logs every failed attempt at ERROR; while we are only asking "is it there?" those lines
     are noise, and the one line that matters is ours.
@@ -65,7 +68,7 @@ async def check_broker(settings: Settings) -> None:
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        admin = await _admin(settings, settings.connect_timeout_s)
+        admin = await _admin(settings, deadline_s, retry=False)
         await _close(admin)
     finally:
         quiet.setLevel(level)

@@ -571,17 +571,6 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
     def live_check(self) -> CheckResult:
         return CheckResult(not self.should_stop, "event loop answers")
 
-    def chainer_check(self) -> CheckResult:
-        """The reference's startup probe: the scheduler channel is READY, CONNECTING or IDLE."""
-        assert self.scheduler is not None
-        state = self.scheduler.channel_state()
-        details = {
-            "target": self.scheduler.target,
-            "state": state,
-            "subscribed": str(self.scheduler.connected),
-        }
-        return CheckResult(state in ("READY", "CONNECTING", "IDLE"), f"chainer channel {state}", details)
-
     def ready_check(self) -> CheckResult:
         details = {
             "assigned_partitions": str(len(self._assignment_seen or ())),
@@ -822,7 +811,7 @@ def create_app(
     async def startup(web: Any, request: Any) -> Any:
         checks = {"service": app.live_check}
         if app.scheduler is not None:
-            checks["grpc-chainer"] = app.chainer_check
+            checks["grpc-chainer"] = app.scheduler.health
         return _respond(web, checks)
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]

@@ -257,9 +257,10 @@ class FakeScheduler(pb_grpc.ChainerServicer):
         uid: str | None = None,
         timestamp: int | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        success: bool | None = None,
     ) -> pb.PipelineUpdateStatusMessage:
-        """The first reply (already received or coming) for ``pipeline`` and ``op``, and ``uid`` and
-        ``timestamp`` when given."""
+        """The first reply (already received or coming) for ``pipeline`` and ``op``, and ``uid``,
+        ``timestamp`` and ``success`` when given."""
 
         def matches(r: pb.PipelineUpdateStatusMessage) -> bool:
             u = r.update
@@ -268,6 +269,7 @@ class FakeScheduler(pb_grpc.ChainerServicer):
                 and u.op == int(op)
                 and (uid is None or u.uid == uid)
                 and (timestamp is None or u.timestamp == timestamp)
+                and (success is None or r.success == success)
             )
 
         try:
@@ -284,7 +286,8 @@ class FakeScheduler(pb_grpc.ChainerServicer):
                 for r in self.replies
             ]
             raise TimeoutError(
-                f"no {_op_name(int(op))} reply for {pipeline!r} (uid={uid}, timestamp={timestamp}) "
+                f"no {_op_name(int(op))} reply for {pipeline!r} (uid={uid}, timestamp={timestamp}, "
+                f"success={success}) "
                 f"within {timeout}s; replies: {seen}"
             ) from None
 

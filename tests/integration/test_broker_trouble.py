@@ -4,16 +4,20 @@ non-zero with one line once it has been gone longer than the grace period. Uses 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dataflow import client
+from dataflow.config import Settings
+from dataflow.control import chainer
+from dataflow.tensors import request_from_json
 from dataflow.testing.gateway import running_models
-from tests.conftest import KAFKA_SCRIPT, free_port
+from dataflow.testing.scheduler import FakeScheduler
+from dataflow.updates import Operation
+from tests.integration.brokers import Broker, wait_for
 from tests.integration.load import MODELS, PIPELINES, Load
 
 pytestmark = pytest.mark.integration
@@ -30,47 +34,14 @@ spec:
 """
 
 
-class Broker:
-    def __init__(self, run_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
-            "KAFKA_RUN_DIR": str(run_dir),
-        }
-
-    def run(self, action: str) -> None:
-        done = subprocess.run(
-            [str(KAFKA_SCRIPT), action],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
     broker = Broker(tmp_path / "kafka")
-    broker.env["KAFKA_FRESH"] = "1"
     broker.run("start")
-    broker.env.pop("KAFKA_FRESH")
     try:
         yield broker
     finally:
         broker.run("stop")
-
-
-def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 async def test_broker_gone_then_back_then_gone_for_good(own_broker: Broker, workers, write_pipeline) -> None:
@@ -126,3 +97,82 @@ async def test_broker_restart_under_load(own_broker: Broker, write_pipeline, wor
     assert ready, [w.log_tail() for w in crew]
     assert all(w.proc is not None and w.proc.poll() is None for w in crew)
     assert len(firsts) == 4
+
+
+LATE = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: late-sched}
+spec:
+  steps:
+    - name: echo
+  output:
+    steps: [echo]
+"""
+
+FOUR = request_from_json(
+    {"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [4], "data": [1, 2, 3, 4]}]}
+)
+
+
+async def test_worker_started_before_kafka_waits_then_serves(
+    tmp_path: Path, write_pipeline, workers, settings: Settings
+) -> None:
+    """BR-21: workers started before their broker stay up, say why they are not ready (health and, in
+    scheduler mode, the Create reply), log one line per attempt with backoff, and start serving once
+    Kafka is there, without help."""
+    late = Broker(tmp_path / "late-kafka")
+    reason = f"cannot reach Kafka at {late.bootstrap}"
+    env = {"SELDON_KAFKA_BOOTSTRAP_SERVERS": late.bootstrap}
+    async with FakeScheduler(settings.namer) as scheduler:
+        yaml_mode = workers(write_pipeline(CHAIN), extra_env=env, ready=False)
+        scheduler_mode = workers(
+            extra_env={
+                **env,
+                "SELDON_UPSTREAM_HOST": "127.0.0.1",
+                "SELDON_UPSTREAM_PORT": str(scheduler.port),
+                "SELDON_DATAFLOW_REPLICA_ID": "late-replica",
+                "DATAFLOW_APP_ID": "late-scheduled",  # a consumer group of its own
+            },
+            ready=False,
+        )
+        crew = (yaml_mode, scheduler_mode)
+
+        def waiting_with_reason() -> bool:
+            return all(w.probe("/ready")[0] == 503 and reason in str(w.probe("/ready")[1]) for w in crew)
+
+        assert await asyncio.to_thread(wait_for, waiting_with_reason, 30), [w.log_tail() for w in crew]
+        for w in crew:
+            assert w.probe("/live")[0] == 200 and w.probe("/startup")[0] == 200
+        _, startup = scheduler_mode.probe("/startup")
+        assert startup is not None and startup["checks"]["grpc-chainer"]["isHealthy"]
+        # the pipeline's status carries the same reason
+        await scheduler.wait_for_subscriber("late-replica", timeout=30)
+        sent = await scheduler.create(LATE)
+        refused = await scheduler.wait_for_reply("late-sched", Operation.CREATE, uid=sent.uid, timeout=10)
+        assert not refused.success and reason in refused.reason, refused.reason
+        try:
+            await asyncio.to_thread(late.run, "start")
+            for w in crew:  # the longest pause between attempts is 15 s
+                await w.wait_ready_async(timeout=60)
+            ready = await scheduler.wait_for_reply(
+                "late-sched", Operation.CREATE, uid=sent.uid, success=True, timeout=30
+            )
+            assert ready.reason == chainer.READY
+            late_settings = settings.model_copy(update={"bootstrap_servers": late.bootstrap})
+            async with running_models(late_settings, ["echo"], timeout=30):
+                for pipeline in ("echoes", "late-sched"):
+                    answer = await client.infer(late_settings, pipeline, FOUR, timeout=30)
+                    assert answer.to_json()["outputs"][0]["data"] == [1, 2, 3, 4]
+        finally:
+            for w in crew:  # before the broker goes: a worker without one takes long to stop
+                await asyncio.to_thread(w.stop, 30)
+            await asyncio.to_thread(late.run, "stop")
+    for w in crew:
+        log = w.log_tail(2000)
+        attempts = [line for line in log.splitlines() if "not ready, retrying in" in line]
+        # one line per attempt, with backoff: a handful over the wait, and no other client's noise
+        assert 1 <= len(attempts) <= 8, attempts
+        assert all(reason in line for line in attempts)
+        assert not [line for line in log.splitlines() if "aiokafka" in line and "bootstrap" in line]
+        assert "Traceback" not in log
