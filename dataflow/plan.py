@@ -131,7 +131,14 @@ def plan_step(update: StepUpdate, pipeline: PipelineUpdate, default_window_ms: i
         names = ", ".join(s.topic for s in sources)
         raise PlanError(f"{where}: cannot join opaque (non-V2) topics: {names}")
     # Triggers are read as responses whatever their topic, converted to requests, never renamed (§4.4).
-    triggers = _group(update.triggers, (), update.sink.topic_name, rename=False)
+    # Their order means nothing, so it is canonical: join state numbers trigger slots in this order,
+    # and workers sharing a step's partitions must number them alike (BR-24).
+    triggers = tuple(
+        sorted(
+            _group(update.triggers, (), update.sink.topic_name, rename=False),
+            key=lambda t: (t.topic, t.pipeline_name),
+        )
+    )
     window = update.join_window_ms or default_window_ms
     return StepPlan(
         pipeline=pipeline.pipeline,
@@ -185,7 +192,9 @@ class Router:
 
     @classmethod
     def build(cls, plans: Iterable[PipelinePlan]) -> Router:
-        by_uid = {p.update.uid: p for p in plans}
+        # the same pipelines give the same index whatever order they were loaded in (BR-24)
+        ordered = sorted(plans, key=lambda p: (p.update.pipeline, p.update.version, p.update.uid))
+        by_uid = {p.update.uid: p for p in ordered}
         index: dict[str, list[Route]] = {}
         for plan in by_uid.values():
             for step in plan.steps:

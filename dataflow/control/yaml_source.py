@@ -51,13 +51,24 @@ def plans_from_paths(
 
 
 def content_uid(pipeline: Pipeline) -> str:
-    """The uid of a pipeline version in YAML mode: a digest of its name and spec.
+    """The uid of a pipeline version in YAML mode: a digest of its name and what its spec means.
 
-    Every worker reading the same file derives the same uid, and a changed file is a new version
-    (new uid), as a new version is in Seldon's scheduler.
+    Every worker reading the same pipeline derives the same uid, and a changed pipeline is a new
+    version (new uid), as a new version is in Seldon's scheduler. Join and trigger state is keyed by
+    uid, so workers sharing partitions must agree on it even when their files list the same steps
+    (or triggers, or tensorMap entries) in other orders (case BR-24): those orders mean nothing and
+    are sorted away. Orders that do mean something stay: a step's ``inputs`` and the output's
+    ``steps`` are the order in which joined tensors are merged.
     """
-    spec = orjson.dumps(pipeline.spec.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha1(pipeline.name.encode() + b"\0" + spec).hexdigest()[:20]
+    spec = pipeline.spec.model_dump(mode="json", by_alias=True)
+    spec["steps"] = sorted(spec["steps"], key=lambda step: str(step["name"]))
+    for step in spec["steps"]:
+        if step.get("triggers"):
+            step["triggers"] = sorted(step["triggers"])
+    if (spec.get("input") or {}).get("externalTriggers"):
+        spec["input"]["externalTriggers"] = sorted(spec["input"]["externalTriggers"])
+    canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha1(pipeline.name.encode() + b"\0" + canonical).hexdigest()[:20]
 
 
 def _version(pipeline: Pipeline) -> int:
