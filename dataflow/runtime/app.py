@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._generation_seen: int | None = None
         self._topic_list: list[str] = []  # shared by the agent's channel and all its clones
         self._apply_lock = asyncio.Lock()
+        self._pending_edits: list[tuple[Callable[[Router], Router], asyncio.Future[None]]] = []
         self.scheduler: SchedulerClient | None = None
         self.broker_down = False
         self.prepared: dict[str, int] | None = None  # topic partition counts, once topics exist
@@ -104,17 +106,71 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         lose nor repeat messages.
         """
         async with self._apply_lock:
-            counts = await admin.ensure_topics(self.settings, router.topics)
-            problems = copartition_problems(router, counts, self.settings.partitions)
-            if problems:
-                raise DataflowError("; ".join(problems))
-            self.engine.partitions.update(counts)
-            new = set(router.source_topics) - self._subscribed
-            # route first: records of new topics can only arrive after the subscription changes
-            self.engine.router = router
-            self.metrics.pipelines.set(len(router.pipelines))
-            if new:
-                await self._subscribe(new, timeout)
+            await self._apply_locked(router, timeout)
+
+    async def _apply_locked(self, router: Router, timeout: float = 60.0) -> None:
+        counts = await admin.ensure_topics(self.settings, router.topics)
+        problems = copartition_problems(router, counts, self.settings.partitions)
+        if problems:
+            raise DataflowError("; ".join(problems))
+        self.engine.partitions.update(counts)
+        new = set(router.source_topics) - self._subscribed
+        # route first: records of new topics can only arrive after the subscription changes
+        self.engine.router = router
+        self.metrics.pipelines.set(len(router.pipelines))
+        if new:
+            await self._subscribe(new, timeout)
+
+    async def change(self, edit: Callable[[Router], Router]) -> None:
+        """Apply ``edit`` to the running pipelines, together with every change that came meanwhile.
+
+        The scheduler's operations on different pipelines run in parallel. Each is an edit of the
+        router as it is when the edit is applied (never of a snapshot taken before waiting, which
+        would drop the changes applied in between), and edits waiting for the lock are applied as
+        one: their topics are created in one go and their new topics cost one rebalance, not one
+        each (case BR-24: fifty pipelines load together). Should the combined change fail, each
+        edit is applied on its own, so only the faulty one fails, with its own reason.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_edits.append((edit, done))
+        async with self._apply_lock:
+            if not done.done():
+                batch, self._pending_edits = self._pending_edits, []
+                try:
+                    await self._apply_edits(batch)
+                finally:
+                    # cancelled half-way: the others' edits are in an unknown state; say so
+                    for _, waiting in batch:
+                        if not waiting.done():
+                            waiting.set_exception(DataflowError("the pipeline change was interrupted"))
+        await done
+
+    async def _apply_edits(
+        self, batch: list[tuple[Callable[[Router], Router], asyncio.Future[None]]]
+    ) -> None:
+        try:
+            router = self.engine.router
+            for edit, _ in batch:
+                router = edit(router)
+            await self._apply_locked(router)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            log.warning(
+                "dataflow: %d pipeline changes failed together (%s); applying them one by one",
+                len(batch),
+                exc,
+            )
+            for edit, done in batch:
+                try:
+                    await self._apply_locked(edit(self.engine.router))
+                    done.set_result(None)
+                except Exception as one:
+                    done.set_exception(one)
+            return
+        for _, done in batch:
+            done.set_result(None)
 
     # ------------------------------------------------------------------ scheduler mode (PipelineHost)
     def is_running(self, uid: str) -> bool:
@@ -126,11 +182,11 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         except PlanError as exc:
             reason = chainer.NOT_ALL_STEPS if "no sources" in str(exc) else chainer.INIT_ERROR.format(exc)
             raise DataflowError(reason) from None
-        await self.apply(self.engine.router.with_pipeline(plan))
+        await self.change(lambda router: router.with_pipeline(plan))
 
     async def delete(self, update: PipelineUpdate) -> None:
         if update.uid in self.engine.router.pipelines:
-            await self.apply(self.engine.router.without(update.uid))
+            await self.change(lambda router: router.without(update.uid))
         topics = {t.topic_name for step in update.updates for t in (*step.sources, step.sink)}
         if topics:
             try:
