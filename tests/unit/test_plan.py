@@ -381,10 +381,12 @@ def test_router_index_topic_to_routes() -> None:
     router = Router.build([first, second])
     # both pipelines read the shared model topic; each route knows its step and expected header
     routes = router.routes(S + "model.tfsimple1.outputs")
+    # in canonical order, whatever order the pipelines were given in
     assert [(r.step.pipeline, r.step.step_id, r.source.pipeline_name, r.is_trigger) for r in routes] == [
-        ("tfsimples", "tfsimple2", "tfsimples", False),
         ("other", "tfsimple2", "other", False),
+        ("tfsimples", "tfsimple2", "tfsimples", False),
     ]
+    assert Router.build([second, first]).routes(S + "model.tfsimple1.outputs") == routes
     assert routes[0].source is routes[0].step.sources[0]
     errors = router.routes(S + "errors.errors")
     assert [r.step.step_id for r in errors] == ["(error)", "(error)"]
