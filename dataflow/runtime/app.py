@@ -31,7 +31,7 @@ from dataflow.errors import DataflowError
 from dataflow.health import CheckResult, evaluate
 from dataflow.metrics import Metrics
 from dataflow.plan import PlanError, Router, copartition_problems, plan_pipeline
-from dataflow.runtime import admin
+from dataflow.runtime import admin, assignor
 from dataflow.runtime.engine import Engine, Record
 from dataflow.runtime.state import TABLE_NAME, TableStore
 from dataflow.updates import PipelineUpdate
@@ -52,6 +52,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
     metrics: Metrics
 
     def __init__(self, settings: Settings, router: Router, **kwargs: Any) -> None:
+        assignor.install()  # every worker its share of the partitions (case BR-24)
         super().__init__(settings.group_id, **kwargs)
         self.settings = settings
         self.metrics = Metrics()
@@ -345,6 +346,12 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             len(router.source_topics),
             self.settings.group_id,
         )
+        # the uid digests what the spec means, so replicas that log the same uid run one topology
+        for plan in sorted(router.pipelines.values(), key=lambda plan: plan.update.pipeline):
+            u = plan.update
+            log.info(
+                "pipeline %s v%d (uid %s): loaded, %d step(s)", u.pipeline, u.version, u.uid, len(plan.steps)
+            )
 
     # ------------------------------------------------------------------ commit on revoke
     async def commit_revoked(self, revoked: set[TP]) -> None:
