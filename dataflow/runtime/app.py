@@ -109,8 +109,11 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         async with self._apply_lock:
             await self._apply_locked(router, timeout)
 
-    async def _apply_locked(self, router: Router, timeout: float = 60.0) -> None:
-        counts = await admin.ensure_topics(self.settings, router.topics)
+    async def _apply_locked(
+        self, router: Router, timeout: float = 60.0, *, counts: dict[str, int] | None = None
+    ) -> None:
+        if counts is None or not set(router.topics) <= set(counts):
+            counts = await admin.ensure_topics(self.settings, router.topics)
         problems = copartition_problems(router, counts, self.settings.partitions)
         if problems:
             raise DataflowError("; ".join(problems))
@@ -129,8 +132,8 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         router as it is when the edit is applied (never of a snapshot taken before waiting, which
         would drop the changes applied in between), and edits waiting for the lock are applied as
         one: their topics are created in one go and their new topics cost one rebalance, not one
-        each (case BR-24: fifty pipelines load together). Should the combined change fail, each
-        edit is applied on its own, so only the faulty one fails, with its own reason.
+        each (case BR-24: fifty pipelines load together). A faulty edit fails alone, with its own
+        reason (see ``_apply_edits``).
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_edits.append((edit, done))
@@ -149,28 +152,65 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
     async def _apply_edits(
         self, batch: list[tuple[Callable[[Router], Router], asyncio.Future[None]]]
     ) -> None:
-        try:
-            router = self.engine.router
-            for edit, _ in batch:
+        """Apply a batch of edits with one topic creation and one subscription change.
+
+        Each edit is checked on top of the edits accepted before it: one that raises, or whose joins
+        span topics of different partition counts, fails alone with its own reason, and the rest go
+        on together. Only a failure that concerns them all (the broker refusing the topics) falls
+        back to applying them one by one.
+        """
+        topics: set[str] = set()
+        router = self.engine.router
+        for edit, done in batch:
+            try:
                 router = edit(router)
-            await self._apply_locked(router)
+            except Exception as exc:
+                done.set_exception(exc)
+                continue
+            topics.update(router.topics)
+        pending = [(edit, done) for edit, done in batch if not done.done()]
+        if not pending:
+            return
+        try:
+            counts = await admin.ensure_topics(self.settings, sorted(topics))
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+            if len(pending) == 1:
+                pending[0][1].set_exception(exc)
                 return
             log.warning(
-                "dataflow: %d pipeline changes failed together (%s); applying them one by one",
-                len(batch),
+                "dataflow: topics of %d pipeline changes could not be made together (%s); "
+                "applying the changes one by one",
+                len(pending),
                 exc,
             )
-            for edit, done in batch:
+            for edit, done in pending:
                 try:
                     await self._apply_locked(edit(self.engine.router))
                     done.set_result(None)
                 except Exception as one:
                     done.set_exception(one)
             return
-        for _, done in batch:
+        router, accepted = self.engine.router, []
+        for edit, done in pending:
+            candidate = edit(router)
+            known = set(copartition_problems(router, counts, self.settings.partitions))
+            problems = [
+                p for p in copartition_problems(candidate, counts, self.settings.partitions) if p not in known
+            ]
+            if problems:  # this edit's own joins: it fails alone
+                done.set_exception(DataflowError("; ".join(problems)))
+                continue
+            router = candidate
+            accepted.append(done)
+        if not accepted:
+            return
+        try:
+            await self._apply_locked(router, counts=counts)
+        except Exception as exc:
+            for done in accepted:
+                done.set_exception(exc)
+            return
+        for done in accepted:
             done.set_result(None)
 
     # ------------------------------------------------------------------ scheduler mode (PipelineHost)

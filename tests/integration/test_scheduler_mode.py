@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow import client
 from dataflow.config import Settings
@@ -474,13 +475,25 @@ async def test_fifty_pipelines_created_at_once_load_together(
     await scheduler.wait_for_subscriber("replica-many", timeout=30)
     generation = int(worker.probe("/ready")[1]["checks"]["service"]["details"]["generation"])  # type: ignore[index]
     names = [f"many{i:02d}" for i in range(50)]
+    # one more, among them, that cannot run: its join reads a topic of another partition count
+    admin = AIOKafkaAdminClient(**settings.kafka_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(settings.namer.model_outputs("sumdiff-a"), 2, 1)])
+    finally:
+        await admin.close()
     started = time.monotonic()
-    sent = [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names]
+    sent = [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names[:25]]
+    faulty = await scheduler.create(FANIN % "")
+    sent += [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names[25:]]
     replies = await asyncio.gather(
         *(scheduler.wait_for_reply(m.pipeline, Operation.CREATE, uid=m.uid, timeout=120) for m in sent)
     )
     loaded_s = time.monotonic() - started
     assert all(r.success and r.reason == chainer.READY for r in replies), [r.reason for r in replies]
+    # the faulty one fails alone, with its own reason
+    refused = await scheduler.wait_for_reply("fanin", Operation.CREATE, uid=faulty.uid, timeout=30)
+    assert not refused.success and settings.namer.model_outputs("sumdiff-a") in refused.reason, refused.reason
     await worker.wait_ready_async(timeout=30)
     rebalances = int(worker.probe("/ready")[1]["checks"]["service"]["details"]["generation"]) - generation  # type: ignore[index]
     async with models("tfsimple1"):
