@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 FETCH_BYTES = 64 * 1024 * 1024  # answers of a few 10 MB records fit in one fetch (cases BR-06/07)
 POLL_S = 0.5  # longest single fetch wait, so the deadline is checked at least this often
 CLOSE_TIMEOUT_S = 5.0
+DIAGNOSE_TIMEOUT_S = 3.0  # the hint on a timeout: short, the caller has waited long already
 
 
 class PipelineError(DataflowError):
@@ -78,14 +80,17 @@ class PipelineError(DataflowError):
 class InferTimeout(DataflowError):
     """No answer with the request's key arrived on the outputs partition before the deadline."""
 
-    def __init__(self, *, pipeline: str, topic: str, partition: int, key: str, timeout: float) -> None:
+    def __init__(
+        self, *, pipeline: str, topic: str, partition: int, key: str, timeout: float, hint: str = ""
+    ) -> None:
         self.pipeline = pipeline
         self.topic = topic
         self.partition = partition
         self.key = key
+        self.hint = hint
         super().__init__(
             f"no answer from pipeline {pipeline!r} within {timeout:g}s "
-            f"(waited on {topic} partition {partition} for key {key})"
+            f"(waited on {topic} partition {partition} for key {key})" + (f"; {hint}" if hint else "")
         )
 
 
@@ -219,8 +224,9 @@ async def infer(
             result.also[other] = await _await_answer(consumer, tp, other, key, started, deadline)
         return result
     except TimeoutError:
+        hint = await why_unanswered(settings)
         raise InferTimeout(
-            pipeline=pipeline, topic=out_topic, partition=partition, key=key, timeout=timeout
+            pipeline=pipeline, topic=out_topic, partition=partition, key=key, timeout=timeout, hint=hint
         ) from None
     except KafkaError as exc:  # the broker went away mid-call: a connection problem, said as one
         raise ConnectError(f"lost Kafka at {settings.bootstrap_servers} during the call: {exc}") from None
@@ -228,6 +234,42 @@ async def infer(
         for client in (producer, consumer):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
+
+
+async def why_unanswered(settings: Settings, timeout: float = DIAGNOSE_TIMEOUT_S) -> str:
+    """A hint for a request nobody answered: is any dataflow worker a member of the engine's group?
+
+    The commonest cause of a timeout is that no worker runs (or runs under another namespace or app
+    id, so in another group); the next is a model step that nobody serves. Best effort: "" when the
+    broker cannot say within ``timeout``.
+    """
+    admin = AIOKafkaAdminClient(**settings.kafka_kwargs())
+    group = settings.group_id
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        responses = await asyncio.wait_for(admin.describe_consumer_groups([group]), timeout)
+    except Exception:  # a hint must never hide the timeout it explains
+        return ""
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), CLOSE_TIMEOUT_S)
+    # DescribeGroups entries: (error_code, group_id, state, protocol_type, protocol, members, ...)
+    members = [
+        entry[5]
+        for response in responses
+        for entry in response.groups
+        if len(entry) > 5 and entry[1] == group and isinstance(entry[5], list)
+    ]
+    count = sum(len(m) for m in members)
+    if not count:
+        return (
+            f"no dataflow worker is running in consumer group {group} (is `dataflow worker` up, with "
+            "the same SELDON_POD_NAMESPACE and DATAFLOW_APP_ID as this call?)"
+        )
+    return (
+        f"{count} dataflow worker(s) in group {group}; is every model of the pipeline served "
+        "(something consuming its model's inputs topic)?"
+    )
 
 
 def _left(deadline: float) -> float:

@@ -214,3 +214,16 @@ async def test_conformance_reference_requests_through_tfsimples(
             out = await ask(settings, "tfsimples", *body["inputs"])
             # tfsimple1: (a+b, a-b); tfsimple2 on those: (2a, 2b)
             assert out == {"OUTPUT0": [2 * x for x in a], "OUTPUT1": [2 * y for y in b]}
+
+
+async def test_a_timeout_says_whether_any_worker_runs(write_pipeline, workers, settings) -> None:
+    """A request nobody answers names the likely cause: no model served, or no worker at all."""
+    worker = workers(write_pipeline(TFSIMPLE))
+    inputs = (ints("INPUT0", ONE_TO_16), ints("INPUT1", ONE_TO_16))
+    with pytest.raises(client.InferTimeout) as unserved:  # no model gateway runs in this test
+        await ask(settings, "tfsimple", *inputs, timeout=3)
+    assert f"1 dataflow worker(s) in group {settings.group_id}" in str(unserved.value)
+    assert worker.stop(30) == 0
+    with pytest.raises(client.InferTimeout) as nobody:
+        await ask(settings, "tfsimple", *inputs, timeout=3)
+    assert f"no dataflow worker is running in consumer group {settings.group_id}" in str(nobody.value)
