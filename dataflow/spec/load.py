@@ -100,8 +100,9 @@ def _pydantic_problems(exc: ValidationError) -> list[tuple[list[int | str], str]
             msg = "required field is missing"
         elif kind == "string_type" and err.get("input") is None:
             msg = "empty value (a list item or field with nothing after it)"
-        elif kind == "literal_error":
-            got = repr(err.get("input"))
+        elif isinstance(err.get("input"), str | int | float | bool):
+            # the value itself, so the line says what to change (long ones cut)
+            got = repr(err["input"])
             msg = f"{err['msg']} (got {got[:80] + '…' if len(got) > 80 else got})"
         else:
             msg = err["msg"]

@@ -90,6 +90,24 @@ def test_unknown_field_on_a_step_points_at_the_key() -> None:
     assert only_problem(text) == "p.yaml:9: spec.steps[1].input: unknown field"
 
 
+def test_a_wrong_value_is_quoted_in_its_problem() -> None:
+    text = pipeline_yaml(
+        "p",
+        """
+          steps:
+          - name: a
+            inputsJoinType: sideways
+            batch: {size: many}
+        """,
+    )
+    problems = problems_of(text)
+    assert (
+        "p.yaml:8: spec.steps[0].inputsJoinType: Input should be 'inner', 'outer' or 'any' (got 'sideways')"
+        in problems
+    )
+    assert any("spec.steps[0].batch.size" in p and "(got 'many')" in p for p in problems), problems
+
+
 def test_unknown_field_at_top_and_in_spec() -> None:
     text = pipeline_yaml(
         "p",
