@@ -491,6 +491,9 @@ def batch_merge(requests: Sequence[ModelInferRequest]) -> ModelInferRequest:
 # V2 JSON (REST) bodies
 
 
+REQUEST_FIELDS = frozenset({"id", "parameters", "inputs", "outputs"})  # a V2 inference request's fields
+
+
 def request_from_json(body: Mapping[str, Any]) -> ModelInferRequest:
     """V2 JSON request {"id"?, "parameters"?, "inputs":[{"name","datatype","shape","data","parameters"?}]}
     to a request with typed contents (nested `data` lists are flattened). Raises CodecError naming the
@@ -512,8 +515,14 @@ def request_from_json(body: Mapping[str, Any]) -> ModelInferRequest:
     _params_from_json(request.parameters, body.get("parameters"), "parameters")
 
     inputs = body.get("inputs")
+    if inputs is None:
+        others = sorted(str(k) for k in body if k not in REQUEST_FIELDS)
+        found = (
+            f' (the body has {", ".join(map(repr, others))}; a V2 request lists its tensors under "inputs")'
+        )
+        raise CodecError("inputs: missing" + (found if others else ""))
     if not isinstance(inputs, list):
-        raise CodecError("inputs: missing" if inputs is None else "inputs: must be a list")
+        raise CodecError("inputs: must be a list")
     if not inputs:
         raise CodecError("inputs: must hold at least one tensor")
     for position, item in enumerate(inputs):

@@ -586,6 +586,10 @@ def _body(**tensor: Any) -> dict[str, Any]:
     ("body", "message"),
     [
         ({}, r"^inputs: missing$"),
+        (
+            {"input": [], "id": "r1"},
+            r"^inputs: missing \(the body has 'input'; a V2 request lists its tensors under \"inputs\"\)$",
+        ),
         ({"inputs": {}}, r"^inputs: must be a list$"),
         ({"inputs": []}, r"^inputs: must hold at least one tensor$"),
         ({"inputs": ["x"]}, r"^inputs\[0\]: must be an object$"),
