@@ -80,6 +80,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._topic_list: list[str] = []  # shared by the agent's channel and all its clones
         self._apply_lock = asyncio.Lock()
         self._pending_edits: list[tuple[Callable[[Router], Router], asyncio.Future[None]]] = []
+        self._from_files: set[str] = set(router.pipelines)  # uids of the pipelines YAML files gave
         self.scheduler: SchedulerClient | None = None
         self.broker_down = False
         self.prepared: dict[str, int] | None = None  # topic partition counts, once topics exist
@@ -267,14 +268,30 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 log.exception("pipelines not changed: unexpected error applying %s", ", ".join(paths))
 
     async def switch_to(self, target: Router) -> None:
-        """Move from the running pipelines to ``target``'s, a new version beside its old one until
-        the new one's topics are consumed (spec §3.3), then the old one stops."""
+        """Move from the pipelines the files gave to ``target``'s, a new version beside its old one
+        until the new one's topics are consumed (spec §3.3), then the old one stops.
+
+        Only pipelines that came from files are replaced: a worker that also takes pipelines from
+        the scheduler keeps those. The changes go through :meth:`change`, so they are ordered with
+        the scheduler's and never overwrite one applied meanwhile.
+        """
         current = self.engine.router
         added = [p for uid, p in target.pipelines.items() if uid not in current.pipelines]
-        removed = [p for uid, p in current.pipelines.items() if uid not in target.pipelines]
+        gone = self._from_files - set(target.pipelines)
+        removed = [current.pipelines[uid] for uid in sorted(gone) if uid in current.pipelines]
+
+        def add(router: Router) -> Router:
+            return Router.build(
+                [*router.pipelines.values(), *(p for p in added if p.update.uid not in router.pipelines)]
+            )
+
+        def add_and_remove(router: Router) -> Router:
+            return Router.build(p for uid, p in add(router).pipelines.items() if uid not in gone)
+
         if added and set(target.source_topics) - self._subscribed:
-            await self.apply(Router.build([*current.pipelines.values(), *added]))
-        await self.apply(target)
+            await self.change(add)  # the new version runs before the old one stops
+        await self.change(add_and_remove)
+        self._from_files = set(target.pipelines)
         for plan in added:
             u = plan.update
             log.info("pipeline %s v%d (uid %s): ready", u.pipeline, u.version, u.uid)

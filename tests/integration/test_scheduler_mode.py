@@ -502,3 +502,34 @@ async def test_fifty_pipelines_created_at_once_load_together(
     assert all(a == [2 * i for i in ONES] for a in answers)
     # serially this is one rebalance per pipeline; together, a few at most
     assert rebalances <= 5, rebalances
+
+
+async def test_file_changes_keep_the_schedulers_pipelines(
+    scheduler: FakeScheduler, write_pipeline, workers, models, settings: Settings
+) -> None:
+    """A worker given both a folder and a scheduler: files added and removed replace only the
+    pipelines files gave, never the ones the scheduler created."""
+    folder = write_pipeline(TFSIMPLE.replace("sched-simple", "file-one"), "one.yaml")
+    workers(folder, extra_env=scheduled(scheduler, "replica-mixed"))
+    await scheduler.wait_for_subscriber("replica-mixed", timeout=30)
+    sent = await scheduler.create(TFSIMPLE)
+    assert (
+        await scheduler.wait_for_reply("sched-simple", Operation.CREATE, uid=sent.uid, timeout=10)
+    ).success
+    evens = [2 * i for i in ONES]
+    async with models("tfsimple1"):
+        assert await ask(settings, "sched-simple") == evens
+        write_pipeline(TFSIMPLE.replace("sched-simple", "file-two"), "two.yaml")
+        deadline = time.monotonic() + 30
+        while True:  # the folder is looked at every second; the new pipeline's topics come first
+            try:
+                assert await ask(settings, "file-two", timeout=3) == evens
+                break
+            except (client.InferTimeout, client.PipelineNotFound):
+                assert time.monotonic() < deadline, "file-two never answered"
+        (folder / "one.yaml").unlink()
+        await asyncio.sleep(3)
+        with pytest.raises(client.InferTimeout):
+            await ask(settings, "file-one", timeout=3)
+        assert await ask(settings, "sched-simple") == evens
+        assert await ask(settings, "file-two") == evens
