@@ -30,6 +30,9 @@ def _build() -> DataflowApp:
         return create_app(settings, router, watch=paths, partitions=partitions)
     except DataflowError as exc:
         sys.exit(f"error: {exc}")
+    except startup.Stopped as exc:
+        print(f"dataflow: {exc}", file=sys.stderr)
+        sys.exit(0)
 
 
 app = _build()

@@ -58,4 +58,7 @@ def worker(pipelines: tuple[str, ...], loglevel: str) -> None:
     except DataflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except startup.Stopped as exc:
+        click.echo(f"dataflow: {exc}", err=True)
+        sys.exit(0)
     sys.exit(run_worker(settings, router, loglevel, watch=paths, partitions=partitions))

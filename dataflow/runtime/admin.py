@@ -47,7 +47,10 @@ async def _admin(settings: Settings, deadline_s: float, *, retry: bool = True) -
             if not retry:
                 break
             await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
-    cause = (str(last) or type(last).__name__) if last else f"no answer within {deadline_s:g} s"
+    if isinstance(last, TimeoutError) or last is None:  # a port that takes the connection but never answers
+        cause = f"no answer within {deadline_s:.3g} s"
+    else:
+        cause = str(last) or type(last).__name__
     raise ConnectError(f"cannot reach Kafka at {settings.bootstrap_servers}: {cause}")
 
 

@@ -14,6 +14,7 @@ its health port itself:
 Attempts back off from 1 s to 15 s, one log line each (the Kafka client's own per-attempt errors are
 silenced). Once Kafka answers, the topics are created and the Faust worker starts as usual.
 ``DATAFLOW_STARTUP_WAIT_SECONDS`` bounds the wait (0, the default: for ever); past it the worker exits 1.
+SIGTERM or SIGINT while waiting stops the worker cleanly (exit 0, one line), as it would a running one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 
 from aiohttp import web
@@ -121,6 +123,7 @@ async def wait_for_kafka(settings: Settings, router: Router) -> dict[str, int]:
     do not mend by waiting.
     """
     waiting = Waiting(settings)
+    stop_signal = _stop_on_signals()
     runner = await _serve_health(settings, waiting)
     client: SchedulerClient | None = None
     subscription: asyncio.Task[None] | None = None
@@ -129,7 +132,12 @@ async def wait_for_kafka(settings: Settings, router: Router) -> dict[str, int]:
         subscription = asyncio.ensure_future(client.run())
     try:
         return await _attempt(settings, router, waiting)
+    except asyncio.CancelledError:
+        if stop_signal.is_set():
+            raise Stopped(f"stopped by a signal while waiting for Kafka ({waiting.reason})") from None
+        raise
     finally:
+        _restore_signals()
         if client is not None and subscription is not None:
             await client.stop()
             subscription.cancel()
@@ -138,14 +146,47 @@ async def wait_for_kafka(settings: Settings, router: Router) -> dict[str, int]:
         await asyncio.wait_for(runner.cleanup(), timeout=5)
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT came while waiting: a clean stop (exit 0), as for a running worker."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Make SIGTERM/SIGINT cancel the wait (Kubernetes stops a pod that way), and say they came."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    came = asyncio.Event()
+
+    def stop() -> None:
+        came.set()
+        if main is not None:
+            main.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop)
+    return came
+
+
+def _restore_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.remove_signal_handler(sig)
+
+
 async def _attempt(settings: Settings, router: Router, waiting: Waiting) -> dict[str, int]:
     started = time.monotonic()
     limit = settings.startup_wait_s
     delay = FIRST_RETRY_S
     while True:
         waiting.attempts += 1
+        left = limit - (time.monotonic() - started) if limit else ATTEMPT_S
         try:
-            await admin.check_broker(settings, min(settings.connect_timeout_s, ATTEMPT_S))
+            # an attempt ends by the limit, so the worker gives up when it says it will
+            await admin.check_broker(settings, max(0.5, min(settings.connect_timeout_s, ATTEMPT_S, left)))
+            # a Create refused now says what really holds it up
+            waiting.reason = f"starting: Kafka at {settings.bootstrap_servers} answers, creating topics"
             counts = await admin.prepare(settings, router)
             if waiting.attempts > 1:
                 log.warning("dataflow: Kafka at %s answers; starting", settings.bootstrap_servers)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +259,53 @@ async def test_worker_stops_cleanly_on_sigterm(write_pipeline, workers) -> None:
     proc = workers(write_pipeline(CHAIN))
     code = await asyncio.to_thread(proc.stop, 30)
     assert code == 0, proc.log_tail()
+
+
+def test_a_port_that_never_answers_is_given_up_on_in_time(tmp_path: Path, env) -> None:
+    """A port that takes connections but is no Kafka: the last attempt ends by the limit, and the
+    line says the port gave no answer (not a bare TimeoutError)."""
+    path = tmp_path / "ok.yaml"
+    path.write_text(CHAIN)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes connections; nothing ever answers them
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = _run(
+            ["worker", "--pipelines", str(path)],
+            {
+                **env,
+                "SELDON_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+                "DATAFLOW_STARTUP_WAIT_SECONDS": "4",
+            },
+        )
+        took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert f"cannot reach Kafka at 127.0.0.1:{port}: no answer within" in done.stderr, done.stderr
+    assert "gave up after 4 s" in done.stderr
+    assert took < 4 + 4, took  # the limit, plus start-up of the interpreter and the last close
+
+
+def test_sigterm_while_waiting_for_kafka_stops_cleanly(tmp_path: Path, env) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(CHAIN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataflow.cli.main", "worker", "--pipelines", str(path)],
+        env={**os.environ, **env, "SELDON_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until it is waiting
+            if "not ready, retrying in" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, rest
+    assert "stopped by a signal while waiting for Kafka (cannot reach Kafka at 127.0.0.1:1" in rest
+    assert "Traceback" not in rest
