@@ -81,6 +81,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._apply_lock = asyncio.Lock()
         self._pending_edits: list[tuple[Callable[[Router], Router], asyncio.Future[None]]] = []
         self._from_files: set[str] = set(router.pipelines)  # uids of the pipelines YAML files gave
+        self._applier: asyncio.Future[None] | None = None  # applies queued pipeline changes
         self.scheduler: SchedulerClient | None = None
         self.broker_down = False
         self.prepared: dict[str, int] | None = None  # topic partition counts, once topics exist
@@ -131,34 +132,42 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
 
         The scheduler's operations on different pipelines run in parallel. Each is an edit of the
         router as it is when the edit is applied (never of a snapshot taken before waiting, which
-        would drop the changes applied in between), and edits waiting for the lock are applied as
-        one: their topics are created in one go and their new topics cost one rebalance, not one
-        each (case BR-24: fifty pipelines load together). A faulty edit fails alone, with its own
-        reason (see ``_apply_edits``).
+        would drop the changes applied in between), and edits that queue up while a batch is being
+        applied are applied as the next batch: their topics are created in one go and their new
+        topics cost one rebalance, not one each (case BR-24: fifty pipelines load together). A
+        faulty edit fails alone, with its own reason (see ``_apply_edits``). Each caller returns as
+        soon as its own edit is settled, not when the whole batch is.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_edits.append((edit, done))
-        async with self._apply_lock:
-            if not done.done():
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.ensure_future(self._apply_pending())
+        await done
+
+    async def _apply_pending(self) -> None:
+        """Apply queued edits, batch after batch, until none is left (one task at a time)."""
+        while self._pending_edits:
+            async with self._apply_lock:
                 batch, self._pending_edits = self._pending_edits, []
                 try:
                     await self._apply_edits(batch)
+                except Exception as exc:  # a bug here must fail the edits, not leave them waiting
+                    log.exception("dataflow: applying %d pipeline change(s) failed", len(batch))
+                    for _, done in batch:
+                        _settle(done, exc)
                 finally:
-                    # cancelled half-way: the others' edits are in an unknown state; say so
-                    for _, waiting in batch:
-                        if not waiting.done():
-                            waiting.set_exception(DataflowError("the pipeline change was interrupted"))
-        await done
+                    # cancelled half-way (the worker stops): the edits are in an unknown state
+                    for _, done in batch:
+                        _settle(done, DataflowError("the pipeline change was interrupted"))
 
     async def _apply_edits(
         self, batch: list[tuple[Callable[[Router], Router], asyncio.Future[None]]]
     ) -> None:
         """Apply a batch of edits with one topic creation and one subscription change.
 
-        Each edit is checked on top of the edits accepted before it: one that raises, or whose joins
-        span topics of different partition counts, fails alone with its own reason, and the rest go
-        on together. Only a failure that concerns them all (the broker refusing the topics) falls
-        back to applying them one by one.
+        Each edit is checked on top of the edits accepted before it: one that raises, whose topics
+        Kafka refuses (an invalid name), or whose joins span topics of different partition counts
+        fails alone with its own reason, and the rest go on together.
         """
         topics: set[str] = set()
         router = self.engine.router
@@ -166,7 +175,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             try:
                 router = edit(router)
             except Exception as exc:
-                done.set_exception(exc)
+                _settle(done, exc)
                 continue
             topics.update(router.topics)
         pending = [(edit, done) for edit, done in batch if not done.done()]
@@ -176,30 +185,30 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             counts = await admin.ensure_topics(self.settings, sorted(topics))
         except Exception as exc:
             if len(pending) == 1:
-                pending[0][1].set_exception(exc)
+                _settle(pending[0][1], exc)
                 return
             log.warning(
                 "dataflow: topics of %d pipeline changes could not be made together (%s); "
-                "applying the changes one by one",
+                "making each change's topics on its own",
                 len(pending),
                 exc,
             )
-            for edit, done in pending:
-                try:
-                    await self._apply_locked(edit(self.engine.router))
-                    done.set_result(None)
-                except Exception as one:
-                    done.set_exception(one)
-            return
+            counts = await self._topics_one_by_one(pending)
         router, accepted = self.engine.router, []
         for edit, done in pending:
-            candidate = edit(router)
+            if done.done():
+                continue
+            try:
+                candidate = edit(router)
+            except Exception as exc:
+                _settle(done, exc)
+                continue
             known = set(copartition_problems(router, counts, self.settings.partitions))
             problems = [
                 p for p in copartition_problems(candidate, counts, self.settings.partitions) if p not in known
             ]
             if problems:  # this edit's own joins: it fails alone
-                done.set_exception(DataflowError("; ".join(problems)))
+                _settle(done, DataflowError("; ".join(problems)))
                 continue
             router = candidate
             accepted.append(done)
@@ -209,10 +218,26 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             await self._apply_locked(router, counts=counts)
         except Exception as exc:
             for done in accepted:
-                done.set_exception(exc)
+                _settle(done, exc)
             return
         for done in accepted:
-            done.set_result(None)
+            _settle(done)
+
+    async def _topics_one_by_one(
+        self, pending: list[tuple[Callable[[Router], Router], asyncio.Future[None]]]
+    ) -> dict[str, int]:
+        """Make each edit's new topics on its own; an edit whose topics fail is settled with that
+        error. Returns the partition counts of every topic made or found."""
+        base = self.engine.router
+        counts = await admin.ensure_topics(self.settings, base.topics)
+        for edit, done in pending:
+            try:
+                own = sorted(set(edit(base).topics) - set(counts))
+                if own:
+                    counts.update(await admin.ensure_topics(self.settings, own))
+            except Exception as exc:
+                _settle(done, exc)
+        return counts
 
     # ------------------------------------------------------------------ scheduler mode (PipelineHost)
     def is_running(self, uid: str) -> bool:
@@ -702,6 +727,16 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         if self.is_ready:
             return CheckResult(True, "partitions assigned and positioned", details)
         return CheckResult(False, "waiting for partition assignment", details)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None = None) -> None:
+    """Give a waiting pipeline change its outcome, unless it has one (or its caller gave up)."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def faust_credentials(settings: Settings) -> Any:

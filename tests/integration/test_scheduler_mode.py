@@ -16,7 +16,7 @@ from dataflow.control import chainer
 from dataflow.proto import chainer_pb2 as pb
 from dataflow.tensors import request_from_json
 from dataflow.testing.kafka import read_all
-from dataflow.testing.scheduler import FakeScheduler
+from dataflow.testing.scheduler import FakeScheduler, new_uid
 from dataflow.updates import Operation
 
 pytestmark = pytest.mark.integration
@@ -485,6 +485,12 @@ async def test_fifty_pipelines_created_at_once_load_together(
     started = time.monotonic()
     sent = [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names[:25]]
     faulty = await scheduler.create(FANIN % "")
+    # and one whose topic name Kafka refuses
+    invalid = pb.PipelineUpdateMessage()
+    invalid.CopyFrom(sent[-1])
+    invalid.uid, invalid.pipeline = new_uid(), "bad-topic"
+    invalid.updates[0].sources[0].topicName = "bad topic name!"
+    await scheduler.send_raw(invalid)
     sent += [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names[25:]]
     replies = await asyncio.gather(
         *(scheduler.wait_for_reply(m.pipeline, Operation.CREATE, uid=m.uid, timeout=120) for m in sent)
@@ -494,6 +500,8 @@ async def test_fifty_pipelines_created_at_once_load_together(
     # the faulty one fails alone, with its own reason
     refused = await scheduler.wait_for_reply("fanin", Operation.CREATE, uid=faulty.uid, timeout=30)
     assert not refused.success and settings.namer.model_outputs("sumdiff-a") in refused.reason, refused.reason
+    bad_name = await scheduler.wait_for_reply("bad-topic", Operation.CREATE, uid=invalid.uid, timeout=30)
+    assert not bad_name.success and "bad topic name!" in bad_name.reason, bad_name.reason
     await worker.wait_ready_async(timeout=30)
     rebalances = int(worker.probe("/ready")[1]["checks"]["service"]["details"]["generation"]) - generation  # type: ignore[index]
     async with models("tfsimple1"):
