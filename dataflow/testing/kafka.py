@@ -1,4 +1,4 @@
-"""Small Kafka helpers for tests and tools: produce one record, read what a topic holds.
+"""Small Kafka helpers for tests and tools: make a topic, produce one record, read what a topic holds.
 
 They use plain aiokafka so they observe the broker exactly as another Kafka client would.
 Every call has a deadline.
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow.config import Settings
 from dataflow.topics import Headers
@@ -28,6 +29,16 @@ class Consumed:
 
     def header(self, name: str) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
+
+
+async def create_topic(settings: Settings, topic: str, partitions: int, *, timeout: float = 20.0) -> None:
+    """Create ``topic`` with ``partitions`` partitions (replication 1), as someone else's tool would."""
+    admin = AIOKafkaAdminClient(**settings.kafka_kwargs())
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        await asyncio.wait_for(admin.create_topics([NewTopic(topic, partitions, 1)]), timeout)
+    finally:
+        await asyncio.wait_for(admin.close(), timeout)
 
 
 async def produce(

@@ -8,14 +8,13 @@ import time
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow import client
 from dataflow.config import Settings
 from dataflow.control import chainer
 from dataflow.proto import chainer_pb2 as pb
 from dataflow.tensors import request_from_json
-from dataflow.testing.kafka import read_all
+from dataflow.testing.kafka import create_topic, read_all
 from dataflow.testing.scheduler import FakeScheduler, new_uid
 from dataflow.updates import Operation
 
@@ -476,12 +475,7 @@ async def test_fifty_pipelines_created_at_once_load_together(
     generation = int(worker.probe("/ready")[1]["checks"]["service"]["details"]["generation"])  # type: ignore[index]
     names = [f"many{i:02d}" for i in range(50)]
     # one more, among them, that cannot run: its join reads a topic of another partition count
-    admin = AIOKafkaAdminClient(**settings.kafka_kwargs())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.namer.model_outputs("sumdiff-a"), 2, 1)])
-    finally:
-        await admin.close()
+    await create_topic(settings, settings.namer.model_outputs("sumdiff-a"), 2)
     started = time.monotonic()
     sent = [await scheduler.create(TFSIMPLE.replace("sched-simple", name)) for name in names[:25]]
     faulty = await scheduler.create(FANIN % "")

@@ -8,13 +8,12 @@ import time
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dataflow import client
 from dataflow.config import Settings
 from dataflow.proto.v2_dataplane_pb2 import ModelInferRequest, ModelInferResponse
 from dataflow.tensors import request_from_json
-from dataflow.testing.kafka import read_all
+from dataflow.testing.kafka import create_topic, read_all
 from dataflow.topics import make_key
 
 pytestmark = pytest.mark.integration
@@ -193,12 +192,7 @@ async def test_join_over_topics_with_different_partition_counts_is_refused(
     write_pipeline, workers, settings
 ) -> None:
     """BR-03: the worker refuses to run rather than report ready and stall."""
-    admin = AIOKafkaAdminClient(**settings.kafka_kwargs())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.namer.model_outputs("sumdiff-a"), 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(settings, settings.namer.model_outputs("sumdiff-a"), 1)
     proc = workers(write_pipeline(FANIN), extra_env={"SELDON_KAFKA_PARTITIONS_DEFAULT": "4"}, ready=False)
     code = await asyncio.to_thread(proc.proc.wait, 60)  # type: ignore[union-attr]
     log = proc.log_tail(200)
