@@ -82,6 +82,7 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         self._pending_edits: list[tuple[Callable[[Router], Router], asyncio.Future[None]]] = []
         self._from_files: set[str] = set(router.pipelines)  # uids of the pipelines YAML files gave
         self._applier: asyncio.Future[None] | None = None  # applies queued pipeline changes
+        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self.scheduler: SchedulerClient | None = None
         self.broker_down = False
         self.prepared: dict[str, int] | None = None  # topic partition counts, once topics exist
@@ -527,6 +528,75 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
         for missed in filled:
             await self.engine.process(missed)
 
+    def partition_lock(self, tp: tuple[str, int]) -> asyncio.Lock:
+        """Serialises a partition's records with a fill of offsets the consumer passed over."""
+        lock = self._partition_locks.get(tp)
+        if lock is None:
+            lock = self._partition_locks[tp] = asyncio.Lock()
+        return lock
+
+    async def watch_stalls(self) -> None:
+        """Read offsets the consumer fetched past but never delivered, also when no record follows.
+
+        :meth:`ensure_continuity` finds passed-over offsets when the next record of the partition
+        arrives. Around a rebalance the consumer was seen to resume a newly assigned partition
+        beyond its committed offset; when no later record came (every caller of that partition
+        was waiting for the skipped requests) nothing found them, and they were lost. So every
+        ``STALL_CHECK_S`` each owned partition whose consumer position is past the offset due next,
+        and has been at two checks in a row without progress, has the missing offsets read and
+        processed here.
+        """
+        lagging: dict[tuple[str, int], int] = {}
+        while not self.should_stop:
+            await asyncio.sleep(STALL_CHECK_S)
+            if not self.is_ready:
+                lagging.clear()
+                continue
+            try:
+                await self._check_stalls(lagging)
+            except Exception:  # the next check tries again; the record-driven check still holds
+                log.warning("dataflow: stalled-partition check failed", exc_info=True)
+
+    async def _check_stalls(self, lagging: dict[tuple[str, int], int]) -> None:
+        for tp in sorted(self._assignment_seen or ()):
+            if tp.topic not in self._subscribed:
+                continue
+            key = (tp.topic, tp.partition)
+            expected = self.engine.next_expected(key)
+            highwater = self.consumer.highwater(tp) if expected is not None else None
+            if expected is None or highwater is None or highwater <= expected:
+                lagging.pop(key, None)
+                continue
+            position = await asyncio.wait_for(self.consumer.position(tp), timeout=5)
+            if position is None or position <= expected:
+                lagging.pop(key, None)
+                continue
+            if lagging.get(key) != expected:  # first sighting: the records may be on their way
+                lagging[key] = expected
+                continue
+            del lagging[key]
+            await self._fill(key, position)
+
+    async def _fill(self, tp: tuple[str, int], end: int) -> None:
+        async with self.partition_lock(tp):
+            start = self.engine.next_expected(tp)
+            if start is None or start >= end:
+                return  # delivered meanwhile
+            topic, partition = tp
+            log.warning(
+                "dataflow: %s[%d]: offsets %d..%d were fetched past and not delivered by the consumer; "
+                "reading them",
+                topic,
+                partition,
+                start,
+                end - 1,
+            )
+            self.metrics.offset_gaps.inc()
+            filled = await fetch_range(self.settings, topic, partition, start, end)
+            self.metrics.offset_gap_records.inc(len(filled))
+            for missed in filled:
+                await self.engine.process(missed)
+
     async def _committed(self, topic: str, partition: int) -> int | None:
         thread = self.consumer._thread
         try:
@@ -687,6 +757,11 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             )
             if committed is None and position is not None:
                 pinned[tp] = position
+            start = committed if committed is not None else position
+            if start is not None:
+                # where the partition resumes, known now: offsets the consumer fetches past without
+                # delivering are found even when no later record comes (see watch_stalls)
+                self.engine.expect((tp.topic, tp.partition), start)
         if pinned:
             await asyncio.wait_for(thread.commit(pinned), timeout=10)
             log.info("dataflow: start positions committed for %d new partition(s)", len(pinned))
@@ -754,6 +829,7 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
+STALL_CHECK_S = 1.0  # how often owned partitions are checked for offsets fetched past, not delivered
 MAX_FILL = 50_000  # more offsets than a consumer buffers: a reset, not a skip
 
 
@@ -902,8 +978,9 @@ def create_app(
             raw = msg.headers.items() if isinstance(msg.headers, dict) else (msg.headers or ())
             headers = [(k, b"" if v is None else v) for k, v in raw]  # Kafka allows null header values
             record = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, msg.timestamp)
-            await app.ensure_continuity(record)
-            await engine.process(record)
+            async with app.partition_lock((record.topic, record.partition)):
+                await app.ensure_continuity(record)
+                await engine.process(record)
 
     app.agent(channel, name=AGENT_NAME, isolated_partitions=True)(route)
 
@@ -923,6 +1000,10 @@ def create_app(
     @app.task  # type: ignore[untyped-decorator]
     async def join_expiry() -> None:
         await app.sweep_joins()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def stalls() -> None:
+        await app.watch_stalls()
 
     @app.task  # type: ignore[untyped-decorator]
     async def broker_watch() -> None:

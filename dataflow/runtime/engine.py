@@ -222,6 +222,7 @@ class Engine:
         tp = (record.topic, record.partition)
         if self.skip_replays and record.offset >= 0 and self._done.get(tp, -1) >= record.offset:
             self.metrics.replays_skipped.inc()
+            self._advance(tp, record.offset)  # done here before: not a gap to read again
             return
         if 0 <= record.offset < self.start_offsets.get(tp, -1):
             self.metrics.step_dropped.labels("", "", "before-pipeline-created").inc()
@@ -253,6 +254,10 @@ class Engine:
 
     def knows(self, tp: tuple[str, int]) -> bool:
         return tp in self._next
+
+    def next_expected(self, tp: tuple[str, int]) -> int | None:
+        """The offset due next on ``tp`` (None when this worker has no record of the partition)."""
+        return self._next.get(tp)
 
     def expect_from(self, record: Record) -> None:
         """Accept ``record`` as where its partition now resumes (the gap before it is not read back)."""

@@ -236,6 +236,32 @@ async def test_a_rebalance_replay_of_a_processed_record_is_skipped() -> None:
     assert len(sent.records) == 3 * done
 
 
+async def test_replays_of_a_partition_that_came_back_move_it_on_without_a_gap() -> None:
+    """A partition that moved away and came back resumes at its committed offset, and the records
+    this worker did before arrive again: skipped, they still count as done, so the next new record
+    is not mistaken for one after passed-over offsets (which would read them all back, again and
+    again)."""
+    engine, sent = make_engine(skip_replays=True)
+    topic = NAMER.model_outputs("m1")
+    first = record(topic, response("OUTPUT0"))
+    tp = (topic, first.partition)
+
+    def at(offset: int) -> Record:
+        return Record(topic, first.partition, offset, first.key, first.value, first.headers, 1.0)
+
+    for offset in range(first.offset, first.offset + 3):
+        await engine.process(at(offset))
+    done = len(sent.records)
+    engine.keep_only([])  # moved away
+    engine.expect(tp, first.offset)  # came back: resumes at the committed offset
+    for offset in range(first.offset, first.offset + 3):
+        assert engine.missing(at(offset)) is None
+        await engine.process(at(offset))  # replays: skipped
+    assert len(sent.records) == done
+    assert engine.next_expected(tp) == first.offset + 3
+    assert engine.missing(at(first.offset + 3)) is None
+
+
 async def test_revoked_partitions_hand_over_the_offset_after_the_last_one_done() -> None:
     """On revoke the worker commits what it finished, so the next owner starts right after it; a
     partition handed over once is not committed again until new records are done on it."""
