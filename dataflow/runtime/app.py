@@ -554,13 +554,15 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
                 continue
             try:
                 await self._check_stalls(lagging)
-            except Exception:  # the next check tries again; the record-driven check still holds
-                log.warning("dataflow: stalled-partition check failed", exc_info=True)
+            except Exception as exc:  # a rebalance under way, say: the next check tries again
+                lagging.clear()
+                log.debug("dataflow: stalled-partition check skipped: %r", exc)
 
     async def _check_stalls(self, lagging: dict[tuple[str, int], int]) -> None:
+        current = self.consumer.assignment()
         for tp in sorted(self._assignment_seen or ()):
-            if tp.topic not in self._subscribed:
-                continue
+            if tp.topic not in self._subscribed or tp not in current or not self.is_ready:
+                continue  # moving away in a rebalance: its next owner checks it
             key = (tp.topic, tp.partition)
             expected = self.engine.next_expected(key)
             highwater = self.consumer.highwater(tp) if expected is not None else None
