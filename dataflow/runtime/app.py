@@ -20,6 +20,7 @@ from typing import Any
 
 import aiokafka
 import faust
+import faust.tables.recovery
 import faust.topics
 import faust.transport.conductor
 from faust.types import TP
@@ -910,6 +911,28 @@ async def _seek_to_committed(self: Any, *partitions: Any) -> dict[Any, int | Non
 
 
 aiokafka.AIOKafkaConsumer.seek_to_committed = _seek_to_committed
+
+_faust_seek_offsets = faust.tables.recovery.Recovery._seek_offsets
+
+
+async def _seek_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+    """Faust's changelog seek, with every start offset resolved first.
+
+    With the in-memory store a changelog partition's start offset is None until Faust looks up
+    the partition's earliest offset, and a standby partition assigned in a generation whose
+    recovery had nothing else to do was seeked with None still: aiokafka raised "Offset must be a
+    positive integer" and the worker crashed (seen when scaling four workers down to one). Such
+    offsets are resolved the way Faust resolves the others (from the earliest offset) first.
+    """
+    unresolved = {tp for tp in tps if not isinstance(offsets.get(tp), int) or offsets[tp] < -1}
+    for tp in unresolved:
+        offsets[tp] = None
+    if unresolved:
+        await self._build_offsets(consumer, unresolved, offsets, title)
+    await _faust_seek_offsets(self, consumer, tps, offsets, title)
+
+
+faust.tables.recovery.Recovery._seek_offsets = _seek_offsets
 
 # Faust waits 45 s to coalesce subscription changes before it resubscribes; pipelines are created one
 # at a time and callers wait for them, so a short pause is the better trade.
