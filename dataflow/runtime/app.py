@@ -511,20 +511,21 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             )
             self.engine.expect_from(record)
             return
-        log.warning(
-            "dataflow: %s[%d]: offsets %d..%d were passed over by the consumer; reading them first",
-            record.topic,
-            record.partition,
-            start,
-            end - 1,
-        )
-        self.metrics.offset_gaps.inc()
         try:
-            filled = await fetch_range(self.settings, record.topic, record.partition, start, end)
+            await self._read_passed_over(
+                tp, start, end, "were passed over by the consumer; reading them first"
+            )
         except Exception as exc:
             where = f"{record.topic}[{record.partition}]"
             await self.fatal(f"could not read passed-over offsets {start}..{end - 1} of {where}: {exc!r}")
             raise
+
+    async def _read_passed_over(self, tp: tuple[str, int], start: int, end: int, how: str) -> None:
+        """Read offsets [start, end) of ``tp`` with a consumer of our own and process them, counted."""
+        topic, partition = tp
+        log.warning("dataflow: %s[%d]: offsets %d..%d %s", topic, partition, start, end - 1, how)
+        self.metrics.offset_gaps.inc()
+        filled = await fetch_range(self.settings, topic, partition, start, end)
         self.metrics.offset_gap_records.inc(len(filled))
         for missed in filled:
             await self.engine.process(missed)
@@ -585,20 +586,9 @@ class DataflowApp(faust.App, PipelineHost):  # type: ignore[misc]
             start = self.engine.next_expected(tp)
             if start is None or start >= end:
                 return  # delivered meanwhile
-            topic, partition = tp
-            log.warning(
-                "dataflow: %s[%d]: offsets %d..%d were fetched past and not delivered by the consumer; "
-                "reading them",
-                topic,
-                partition,
-                start,
-                end - 1,
+            await self._read_passed_over(
+                tp, start, end, "were fetched past and not delivered by the consumer; reading them"
             )
-            self.metrics.offset_gaps.inc()
-            filled = await fetch_range(self.settings, topic, partition, start, end)
-            self.metrics.offset_gap_records.inc(len(filled))
-            for missed in filled:
-                await self.engine.process(missed)
 
     async def _committed(self, topic: str, partition: int) -> int | None:
         thread = self.consumer._thread

@@ -26,6 +26,8 @@ class FakeApp(SimpleNamespace):
     async def fatal(self, reason: str) -> None:
         self.crashed.append(RuntimeError(reason))
 
+    _read_passed_over = DataflowApp._read_passed_over
+
 
 def fake_app(committed: int | None) -> tuple[FakeApp, Any]:
     engine, sent = make_engine(skip_replays=True)
