@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -270,7 +271,6 @@ def test_a_port_that_never_answers_is_given_up_on_in_time(tmp_path: Path, env) -
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel completes connections; nothing ever answers them
         port = silent.getsockname()[1]
-        started = time.monotonic()
         done = _run(
             ["worker", "--pipelines", str(path)],
             {
@@ -279,11 +279,12 @@ def test_a_port_that_never_answers_is_given_up_on_in_time(tmp_path: Path, env) -
                 "DATAFLOW_STARTUP_WAIT_SECONDS": "4",
             },
         )
-        took = time.monotonic() - started
     assert done.returncode == 1, done.stderr
-    assert f"cannot reach Kafka at 127.0.0.1:{port}: no answer within" in done.stderr, done.stderr
+    said = re.search(rf"cannot reach Kafka at 127.0.0.1:{port}: no answer within ([0-9.]+) s", done.stderr)
+    assert said, done.stderr
+    # the attempt was cut to what was left of the 4 s wait (an attempt is 5 s otherwise)
+    assert float(said.group(1)) <= 4, said.group(0)
     assert "gave up after 4 s" in done.stderr
-    assert took < 4 + 4, took  # the limit, plus start-up of the interpreter and the last close
 
 
 def test_sigterm_while_waiting_for_kafka_stops_cleanly(tmp_path: Path, env) -> None:
